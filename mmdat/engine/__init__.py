@@ -1,0 +1,3 @@
+from .hooks import DATHook
+
+__all__ = ['DATHook']

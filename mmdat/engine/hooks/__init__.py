@@ -1,0 +1,3 @@
+from .dat_hook import DATHook
+
+__all__ = ['DATHook']

@@ -1,0 +1,14 @@
+"""Where mmdat registers its pieces.
+
+mmdat registers into mmengine's *root* registries. The registries of mmdet, mmseg and mmpretrain
+are children of those roots and fall back to their parent when a type is not found in their own
+scope, so a config whose ``default_scope`` is ``mmdet``, ``mmseg`` or ``mmpretrain`` finds
+``DATHook``, ``DATClsDataPreprocessor`` etc. once it has::
+
+    custom_imports = dict(imports=['mmdat'], allow_failed_imports=False)
+
+No ``mmdat.`` prefix and no extra scope are needed.
+"""
+from mmengine.registry import HOOKS, MODELS, VISUALIZERS
+
+__all__ = ['MODELS', 'HOOKS', 'VISUALIZERS']

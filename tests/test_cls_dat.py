@@ -1,0 +1,237 @@
+"""DAT in mmpretrain: the classification preprocessor, the hook and the training tools."""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+
+import pytest
+import torch
+from mmengine.optim import OptimWrapper
+
+from conftest import REPO, TINY_VQGAN, run_tool, write_config
+from mmdat.models import VQGAN
+
+mmpretrain = pytest.importorskip('mmpretrain')
+from mmpretrain.registry import MODELS as CLS_MODELS  # noqa: E402
+from mmpretrain.structures import DataSample  # noqa: E402
+
+NUM_CLASSES = 3
+
+
+def build_classifier(dat: dict | None = None, batch_augments: list | None = None, **pre_kwargs):
+    pre = dict(type='DATClsDataPreprocessor', num_classes=NUM_CLASSES,
+               mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True,
+               dat=dict(random_start_prob=0.5, **(dat or {})), **pre_kwargs)
+    cfg = dict(type='ImageClassifier',
+               backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=8, base_channels=8),
+               neck=dict(type='GlobalAveragePooling'),
+               head=dict(type='LinearClsHead', num_classes=NUM_CLASSES, in_channels=64),
+               data_preprocessor=pre)
+    if batch_augments:
+        cfg['train_cfg'] = dict(augments=batch_augments)
+    torch.manual_seed(0)
+    return CLS_MODELS.build(cfg)
+
+
+def attach(model, seed=0):
+    torch.manual_seed(0)
+    vqgan = VQGAN(**TINY_VQGAN)
+    model.data_preprocessor.attach_dat(model, vqgan, seed=seed)
+    return vqgan
+
+
+def make_batch(n=4, size=16):
+    g = torch.Generator().manual_seed(1)
+    inputs = [torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8) for _ in range(n)]
+    samples = [DataSample().set_gt_label(i % NUM_CLASSES) for i in range(n)]
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def sgd(model):
+    return OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+
+
+def test_train_step_sums_clean_and_adversarial_losses():
+    model = build_classifier(dat=dict(random_start_prob=0.0))
+    attach(model)
+    before = [p.detach().clone() for p in model.parameters()]
+    log_vars = model.train_step(make_batch(), sgd(model))
+    assert {'loss', 'loss_cls', 'adv_loss_cls'} <= set(log_vars)
+    assert log_vars['loss'] == pytest.approx(log_vars['loss_cls'] + log_vars['adv_loss_cls'], rel=1e-5)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    decision = model.data_preprocessor.dat_last_decision
+    assert decision['applied'] and decision['random_start'] is False and not decision['skipped']
+
+
+def test_vqgan_stays_out_of_model_state_and_optimizer():
+    model = build_classifier()
+    n_params = len(list(model.parameters()))
+    keys = set(model.state_dict())
+    vqgan = attach(model)
+    assert set(model.state_dict()) == keys
+    assert len(list(model.parameters())) == n_params
+    assert all(not p.requires_grad for p in vqgan.parameters())
+    assert not any('encoder.' in k or 'quantize' in k for k in keys)
+    copy.deepcopy(model)  # EMA deep-copies the model: must not fail
+
+
+def test_loss_weights_and_apply_prob():
+    model = build_classifier(dat=dict(random_start_prob=0.0, adv_loss_weight=0.5,
+                                      clean_loss_weight=2.0))
+    attach(model)
+    log_vars = model.train_step(make_batch(), OptimWrapper(torch.optim.SGD(model.parameters(), lr=0)))
+    assert log_vars['loss'] == pytest.approx(log_vars['loss_cls'] + log_vars['adv_loss_cls'], rel=1e-5)
+    plain = build_classifier(dat=dict(apply_prob=0.0))
+    attach(plain)
+    log_vars = plain.train_step(make_batch(), sgd(plain))
+    assert 'adv_loss_cls' not in log_vars
+    assert plain.data_preprocessor.dat_last_decision == dict(step=None, applied=False)
+
+
+def test_mixup_cutmix_soft_targets_are_attacked_as_trained():
+    augments = [dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)]
+    model = build_classifier(batch_augments=augments)
+    attach(model)
+    data = make_batch(n=6)
+    out = model.data_preprocessor(copy.deepcopy(data), training=True)
+    scores = torch.stack([s.gt_score for s in out['data_samples']])
+    assert scores.shape == (6, NUM_CLASSES)
+    assert torch.allclose(scores.sum(1), torch.ones(6))
+    assert ((scores > 0) & (scores < 1)).any(), 'expected soft targets from Mixup/CutMix'
+    assert model.data_preprocessor._dat_pending is not None
+    log_vars = model.train_step(data, sgd(model))
+    assert torch.isfinite(log_vars['adv_loss_cls'])
+
+
+def test_validation_is_untouched():
+    model = build_classifier()
+    attach(model)
+    plain = CLS_MODELS.build(dict(type='ClsDataPreprocessor', num_classes=NUM_CLASSES,
+                                  mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+                                  to_rgb=True))
+    data = make_batch()
+    ours = model.data_preprocessor(copy.deepcopy(data), training=False)
+    theirs = plain(copy.deepcopy(data), training=False)
+    assert torch.equal(ours['inputs'], theirs['inputs'])
+    assert model.data_preprocessor._dat_pending is None
+
+
+@pytest.mark.parametrize('to_rgb', [True, False])
+def test_unit_rgb_round_trip_and_channel_order(to_rgb):
+    model = build_classifier(to_rgb=to_rgb) if not to_rgb else build_classifier()
+    pre = model.data_preprocessor
+    raw = torch.randint(0, 256, (2, 3, 5, 5)).float()  # as loaded: BGR
+    normalised = ((raw.flip(1) if to_rgb else raw) - pre.mean) / pre.std
+    unit = pre.to_unit_rgb(normalised)
+    torch.testing.assert_close(unit, raw.flip(1) / 255)  # always RGB for the VQGAN
+    torch.testing.assert_close(pre.from_unit_rgb(unit), normalised, rtol=1e-5, atol=1e-5)
+
+
+def test_non_finite_attack_gradient_skips_adversarial_half(caplog):
+    model = build_classifier()
+    attach(model)
+    plain_loss = model.loss
+
+    def loss_nan_when_attacked(inputs, samples):
+        losses = plain_loss(inputs, samples)
+        if inputs.requires_grad:  # only the attack differentiates w.r.t. the input
+            losses = {k: v * float('nan') for k, v in losses.items()}
+        return losses
+
+    model.loss = loss_nan_when_attacked
+    with caplog.at_level(logging.WARNING):
+        log_vars = model.train_step(make_batch(), sgd(model))
+    assert 'adv_loss_cls' not in log_vars and torch.isfinite(log_vars['loss'])
+    assert model.data_preprocessor.dat_skipped == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_bad_channels_and_missing_wiring():
+    with pytest.raises(ValueError, match='3-channel'):
+        build_classifier(mean=[127.5], std=[127.5])
+    model = build_classifier()
+    with pytest.raises(RuntimeError, match='DATHook'):
+        model.train_step(make_batch(), sgd(model))
+    attach(model)
+    gray = dict(inputs=[torch.zeros(1, 8, 8, dtype=torch.uint8)] * 2,
+                data_samples=[DataSample().set_gt_label(0) for _ in range(2)])
+    pre = CLS_MODELS.build(dict(type='DATClsDataPreprocessor', num_classes=NUM_CLASSES))
+    with pytest.raises(ValueError, match='3-channel'):
+        pre(gray, training=True)
+    with pytest.raises(KeyError, match='unknown DAT settings'):
+        build_classifier(dat=dict(epsilon=0.1))
+
+
+def test_hook_refuses_missing_checkpoint():
+    from mmdat.engine import DATHook
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        DATHook(vqgan=dict(type='VQGAN', **TINY_VQGAN, checkpoint='/no/such/vqgan.ckpt'))
+
+
+# ----------------------------------------------------------------------------- tools
+
+
+@pytest.fixture(scope='module')
+def shapes_cls(tmp_path_factory):
+    from mmdat.datasets import make_shapes_classification
+    root = tmp_path_factory.mktemp('shapes_cls')
+    make_shapes_classification(root, num_per_class=4, size=16, classes=('circle', 'square', 'triangle'))
+    return root
+
+
+def tiny_cls_config(tmp_path, data_root, vqgan_cfg, extra: str = '') -> str:
+    return write_config(tmp_path, 'tiny_cls_dat.py', f"""
+        _base_ = ['{REPO}/configs/demo/resnet-tiny_dat_shapes.py']
+        classes = ('circle', 'square', 'triangle')
+        model = dict(backbone=dict(stem_channels=8, base_channels=8),
+                     head=dict(num_classes=3, in_channels=64))
+        data_preprocessor = dict(num_classes=3)
+        train_dataloader = dict(batch_size=4, dataset=dict(data_root='{data_root}', classes=classes))
+        val_dataloader = dict(dataset=dict(data_root='{data_root}', classes=classes))
+        test_dataloader = val_dataloader
+        train_cfg = dict(max_epochs=1, val_interval=1)
+        custom_hooks = [dict(type='DATHook', vqgan={vqgan_cfg!r}, vis_interval=2)]
+        default_hooks = dict(logger=dict(interval=1))
+        {extra}
+        """)
+
+
+def test_train_tool_end_to_end(tmp_path, shapes_cls, tiny_vqgan_cfg):
+    config = tiny_cls_config(tmp_path, shapes_cls, tiny_vqgan_cfg)
+    work = tmp_path / 'work'
+    out = run_tool([__import__('sys').executable, 'tools/train.py', config, '--work-dir', str(work)],
+                   cwd=REPO)
+    assert re.search(r'loss_cls: \d', out) and re.search(r'adv_loss_cls: \d', out), out[-3000:]
+    assert 'dat_codes_changed' in out and 'dat_reconstruction_psnr' in out
+    assert list(work.rglob('dat_examples_*.png')), 'DAT triplets were not visualised'
+    ckpt = next(work.glob('epoch_1.pth'))
+    # the checkpoint holds the model only, never the VQGAN
+    state = torch.load(ckpt, map_location='cpu')['state_dict']
+    assert not any(k.startswith(('vqgan', 'encoder.', 'decoder.')) for k in state)
+    # tools/test.py evaluates it (and torch's weights-only loading accepts mmengine's checkpoint)
+    out = run_tool([__import__('sys').executable, 'tools/test.py', config, str(ckpt),
+                    '--work-dir', str(tmp_path / 'test')], cwd=REPO)
+    assert 'accuracy/top1' in out
+    # resume a DAT run from its checkpoint
+    out = run_tool([__import__('sys').executable, 'tools/train.py', config, '--work-dir', str(work),
+                    '--resume', '--cfg-options', 'train_cfg.max_epochs=2'], cwd=REPO)
+    assert 'resumed epoch: 1' in out.lower() or 'Load checkpoint from' in out
+
+
+def test_dist_train_two_cpu_processes_decide_alike(tmp_path, shapes_cls, tiny_vqgan_cfg):
+    config = tiny_cls_config(tmp_path, shapes_cls, tiny_vqgan_cfg, extra=f"""
+        custom_imports = dict(imports=['mmdat', 'dat_probe'], allow_failed_imports=False)
+        custom_hooks = [dict(type='DATHook', vqgan={tiny_vqgan_cfg!r}),
+                        dict(type='DATDecisionRecorder', out_dir='{tmp_path}')]
+        data_preprocessor = dict(num_classes=3, dat=dict(random_start_prob=0.5, apply_prob=0.7))
+        train_cfg = dict(max_epochs=2, val_interval=2)
+        """)
+    run_tool(['bash', 'tools/dist_train.sh', config, '2', '--work-dir', str(tmp_path / 'work')],
+             cwd=REPO, env={'PORT': '29611'})
+    rank0 = json.loads((tmp_path / 'decisions_rank0.json').read_text())
+    rank1 = json.loads((tmp_path / 'decisions_rank1.json').read_text())
+    assert len(rank0) == len(rank1) >= 3
+    assert rank0 == rank1
+    assert {d['step'] for d in rank0} == set(range(len(rank0)))

@@ -1,0 +1,45 @@
+"""mmdat's pieces resolve from the mmdet, mmseg and mmpretrain scopes (custom_imports=['mmdat'])."""
+import importlib
+
+import pytest
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+from conftest import REPO, TINY_VQGAN
+
+SCOPES = {  # scope: (registry module, DAT preprocessor of that task family)
+    'mmpretrain': ('mmpretrain.registry', 'DATClsDataPreprocessor'),
+    'mmdet': ('mmdet.registry', 'DATDetDataPreprocessor'),
+    'mmseg': ('mmseg.registry', 'DATSegDataPreProcessor'),
+}
+
+
+@pytest.mark.parametrize('scope', sorted(SCOPES))
+def test_build_under_default_scope(scope, tiny_vqgan_checkpoint):
+    registry_module, preprocessor = SCOPES[scope]
+    registry = importlib.import_module(registry_module)
+    with DefaultScope.overwrite_default_scope(scope):
+        vqgan = registry.MODELS.build(dict(type='VQGAN', **TINY_VQGAN, checkpoint=tiny_vqgan_checkpoint))
+        assert type(vqgan).__module__ == 'mmdat.models.vqgan'
+        pre = registry.MODELS.build(dict(type=preprocessor, mean=[0, 0, 0], std=[1, 1, 1]))
+        assert type(pre).__name__ == preprocessor
+        hook = registry.HOOKS.build(dict(type='DATHook', vqgan=dict(type='VQGAN', **TINY_VQGAN)))
+        assert type(hook).__name__ == 'DATHook'
+        preset = registry.MODELS.build(dict(type='VQGANPreset', preset='tiny-shapes'))
+        assert preset.downsample_factor >= 1
+
+
+@pytest.mark.parametrize('config', sorted((REPO / 'configs' / 'dat').glob('*.py')), ids=lambda p: p.name)
+def test_task_configs_parse_and_state_dat(config):
+    cfg = Config.fromfile(str(config))
+    pre = cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor')
+    if cfg.default_scope == 'mmpretrain':
+        pre = cfg.data_preprocessor
+    assert pre['type'].startswith('DAT')
+    assert pre['dat']['eps'] == 0.1 and pre['dat']['step_size'] == 0.1
+    assert pre['dat']['random_start_prob'] == 0.8
+    hooks = [h for h in cfg.custom_hooks if h['type'] == 'DATHook']
+    assert len(hooks) == 1 and hooks[0]['vqgan']['preset'] == 'openimages-f8-16384'
+    assert 'mmdat' in cfg.custom_imports['imports']
+    # every config states the number it is measured against
+    assert any(tok in config.read_text() for tok in ('mIoU', 'AP', 'top-1'))
