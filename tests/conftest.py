@@ -16,6 +16,15 @@ TINY_VQGAN = dict(ch=32, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[8],
                   n_embed=32, embed_dim=4, resolution=16)
 
 
+@pytest.fixture(scope='session', autouse=True)
+def single_thread():
+    """Tiny models gain nothing from threads, and OpenMP threads crawl on a busy 2-core box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope='session')
 def tiny_vqgan_checkpoint(tmp_path_factory) -> str:
     """A randomly initialised tiny VQGAN saved Lightning-style, as the published ones are."""

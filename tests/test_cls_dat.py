@@ -21,9 +21,10 @@ NUM_CLASSES = 3
 
 
 def build_classifier(dat: dict | None = None, batch_augments: list | None = None, **pre_kwargs):
+    pre_kwargs = {'mean': [123.675, 116.28, 103.53], 'std': [58.395, 57.12, 57.375],
+                  'to_rgb': True, **pre_kwargs}
     pre = dict(type='DATClsDataPreprocessor', num_classes=NUM_CLASSES,
-               mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True,
-               dat=dict(random_start_prob=0.5, **(dat or {})), **pre_kwargs)
+               dat={'random_start_prob': 0.5, **(dat or {})}, **pre_kwargs)
     cfg = dict(type='ImageClassifier',
                backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=8, base_channels=8),
                neck=dict(type='GlobalAveragePooling'),
@@ -56,13 +57,19 @@ def sgd(model):
 def test_train_step_sums_clean_and_adversarial_losses():
     model = build_classifier(dat=dict(random_start_prob=0.0))
     attach(model)
-    before = [p.detach().clone() for p in model.parameters()]
-    log_vars = model.train_step(make_batch(), sgd(model))
-    assert {'loss', 'loss_cls', 'adv_loss_cls'} <= set(log_vars)
-    assert log_vars['loss'] == pytest.approx(log_vars['loss_cls'] + log_vars['adv_loss_cls'], rel=1e-5)
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    data = model.data_preprocessor(make_batch(), training=True)
+    losses = model(**data, mode='loss')  # mmpretrain's head reports its loss as 'loss'
+    total, log_vars = model.parse_losses(losses)
+    assert 'adv_loss' in log_vars
+    assert float(total) == pytest.approx(float(losses['loss'] + log_vars['adv_loss']), rel=1e-5)
+    assert model.data_preprocessor._dat_pending is None  # consumed exactly once
     decision = model.data_preprocessor.dat_last_decision
     assert decision['applied'] and decision['random_start'] is False and not decision['skipped']
+    # one full train_step updates the parameters
+    before = [p.detach().clone() for p in model.parameters()]
+    log_vars = model.train_step(make_batch(), sgd(model))
+    assert 'adv_loss' in log_vars and torch.isfinite(log_vars['loss'])
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
 def test_vqgan_stays_out_of_model_state_and_optimizer():
@@ -81,12 +88,17 @@ def test_loss_weights_and_apply_prob():
     model = build_classifier(dat=dict(random_start_prob=0.0, adv_loss_weight=0.5,
                                       clean_loss_weight=2.0))
     attach(model)
-    log_vars = model.train_step(make_batch(), OptimWrapper(torch.optim.SGD(model.parameters(), lr=0)))
-    assert log_vars['loss'] == pytest.approx(log_vars['loss_cls'] + log_vars['adv_loss_cls'], rel=1e-5)
+    data = model.data_preprocessor(make_batch(), training=True)
+    losses = model(**data, mode='loss')
+    clean = float(losses['loss'])
+    total, log_vars = model.parse_losses(losses)
+    adv = float(model(**model.data_preprocessor(make_batch(), training=True), mode='loss')['loss'])
+    assert float(total) == pytest.approx(2.0 * clean + float(log_vars['adv_loss']), rel=1e-5)
+    assert adv > 0
     plain = build_classifier(dat=dict(apply_prob=0.0))
     attach(plain)
     log_vars = plain.train_step(make_batch(), sgd(plain))
-    assert 'adv_loss_cls' not in log_vars
+    assert 'adv_loss' not in log_vars
     assert plain.data_preprocessor.dat_last_decision == dict(step=None, applied=False)
 
 
@@ -102,7 +114,7 @@ def test_mixup_cutmix_soft_targets_are_attacked_as_trained():
     assert ((scores > 0) & (scores < 1)).any(), 'expected soft targets from Mixup/CutMix'
     assert model.data_preprocessor._dat_pending is not None
     log_vars = model.train_step(data, sgd(model))
-    assert torch.isfinite(log_vars['adv_loss_cls'])
+    assert torch.isfinite(log_vars['adv_loss'])
 
 
 def test_validation_is_untouched():
@@ -120,7 +132,7 @@ def test_validation_is_untouched():
 
 @pytest.mark.parametrize('to_rgb', [True, False])
 def test_unit_rgb_round_trip_and_channel_order(to_rgb):
-    model = build_classifier(to_rgb=to_rgb) if not to_rgb else build_classifier()
+    model = build_classifier(to_rgb=to_rgb)
     pre = model.data_preprocessor
     raw = torch.randint(0, 256, (2, 3, 5, 5)).float()  # as loaded: BGR
     normalised = ((raw.flip(1) if to_rgb else raw) - pre.mean) / pre.std
@@ -143,7 +155,7 @@ def test_non_finite_attack_gradient_skips_adversarial_half(caplog):
     model.loss = loss_nan_when_attacked
     with caplog.at_level(logging.WARNING):
         log_vars = model.train_step(make_batch(), sgd(model))
-    assert 'adv_loss_cls' not in log_vars and torch.isfinite(log_vars['loss'])
+    assert 'adv_loss' not in log_vars and torch.isfinite(log_vars['loss'])
     assert model.data_preprocessor.dat_skipped == 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
@@ -203,7 +215,7 @@ def test_train_tool_end_to_end(tmp_path, shapes_cls, tiny_vqgan_cfg):
     work = tmp_path / 'work'
     out = run_tool([__import__('sys').executable, 'tools/train.py', config, '--work-dir', str(work)],
                    cwd=REPO)
-    assert re.search(r'loss_cls: \d', out) and re.search(r'adv_loss_cls: \d', out), out[-3000:]
+    assert re.search(r' loss: \d', out) and re.search(r'adv_loss: \d', out), out[-3000:]
     assert 'dat_codes_changed' in out and 'dat_reconstruction_psnr' in out
     assert list(work.rglob('dat_examples_*.png')), 'DAT triplets were not visualised'
     ckpt = next(work.glob('epoch_1.pth'))

@@ -31,15 +31,6 @@ def tiny_vqgan(seed: int = 0, **kwargs) -> VQGAN:
     return model
 
 
-@pytest.fixture(scope='module', autouse=True)
-def single_thread():
-    """Tiny convolutions gain nothing from threads, and OpenMP threads crawl on a busy 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='module')
 def model() -> VQGAN:
     return tiny_vqgan()
@@ -56,7 +47,10 @@ def read_keys_tsv(path: Path) -> dict:
 
 
 # ----------------------------------------------------------------------------- layout
-@pytest.mark.parametrize('name', sorted(VQGAN_PRESETS))
+PUBLISHED = ('openimages-f8-16384', 'imagenet-f16-1024', 'imagenet-f16-16384')
+
+
+@pytest.mark.parametrize('name', PUBLISHED)
 def test_preset_state_dict_matches_published_layout(name):
     expected = read_keys_tsv(DATA / f'vqgan-{name}.keys.tsv')
     with torch.device('meta'):
