@@ -124,6 +124,7 @@ def main() -> None:
             x = torch.rand(args.batch, 3, args.size, args.size, device=args.device)
             vqgan.trunk_dtype = None if name == 'vqgan fp32' else torch.bfloat16
             vqgan.reconstruct(x)
+            vqgan.trunk_dtype = None  # the training modes measure the default fp32 VQGAN
         else:
             models[name].train_step(data, optims[name])
 
@@ -138,7 +139,6 @@ def main() -> None:
             step(n)
             sync(args.device)
             times[n].append(time.perf_counter() - t0)
-    vqgan.trunk_dtype = None
     base = statistics.median(times['plain'])
     print(f'model {args.model}, {args.batch}x3x{args.size}x{args.size}, VQGAN {args.vqgan}, '
           f'device {args.device}, threads {torch.get_num_threads()}, median of {args.iters}')

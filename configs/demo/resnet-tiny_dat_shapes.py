@@ -44,7 +44,7 @@ val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 
-optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=5e-4))
+optim_wrapper = dict(optimizer=dict(type='AdamW', lr=5e-4, weight_decay=0.01))
 param_scheduler = [dict(type='CosineAnnealingLR', T_max=6, by_epoch=True, eta_min=1e-4)]
 train_cfg = dict(by_epoch=True, max_epochs=6, val_interval=2)
 val_cfg = dict()
