@@ -10,8 +10,7 @@ import pytest
 import torch
 from mmengine.optim import OptimWrapper
 
-from conftest import REPO, TINY_VQGAN, run_tool, write_config
-from mmdat.models import VQGAN
+from conftest import REPO, TINY_VQGAN, attach, free_port, run_tool, tiny_cls_config
 
 mmpretrain = pytest.importorskip('mmpretrain')
 from mmpretrain.registry import MODELS as CLS_MODELS  # noqa: E402
@@ -34,13 +33,6 @@ def build_classifier(dat: dict | None = None, batch_augments: list | None = None
         cfg['train_cfg'] = dict(augments=batch_augments)
     torch.manual_seed(0)
     return CLS_MODELS.build(cfg)
-
-
-def attach(model, seed=0):
-    torch.manual_seed(0)
-    vqgan = VQGAN(**TINY_VQGAN)
-    model.data_preprocessor.attach_dat(model, vqgan, seed=seed)
-    return vqgan
 
 
 def make_batch(n=4, size=16):
@@ -193,23 +185,6 @@ def shapes_cls(tmp_path_factory):
     return root
 
 
-def tiny_cls_config(tmp_path, data_root, vqgan_cfg, extra: str = '') -> str:
-    return write_config(tmp_path, 'tiny_cls_dat.py', f"""
-        _base_ = ['{REPO}/configs/demo/resnet-tiny_dat_shapes.py']
-        classes = ('circle', 'square', 'triangle')
-        model = dict(backbone=dict(stem_channels=8, base_channels=8),
-                     head=dict(num_classes=3, in_channels=64))
-        data_preprocessor = dict(num_classes=3)
-        train_dataloader = dict(batch_size=4, dataset=dict(data_root='{data_root}', classes=classes))
-        val_dataloader = dict(dataset=dict(data_root='{data_root}', classes=classes))
-        test_dataloader = val_dataloader
-        train_cfg = dict(max_epochs=1, val_interval=1)
-        custom_hooks = [dict(type='DATHook', vqgan={vqgan_cfg!r}, vis_interval=2)]
-        default_hooks = dict(logger=dict(interval=1))
-        {extra}
-        """)
-
-
 def test_train_tool_end_to_end(tmp_path, shapes_cls, tiny_vqgan_cfg):
     config = tiny_cls_config(tmp_path, shapes_cls, tiny_vqgan_cfg)
     work = tmp_path / 'work'
@@ -241,7 +216,7 @@ def test_dist_train_two_cpu_processes_decide_alike(tmp_path, shapes_cls, tiny_vq
         train_cfg = dict(max_epochs=2, val_interval=2)
         """)
     run_tool(['bash', 'tools/dist_train.sh', config, '2', '--work-dir', str(tmp_path / 'work')],
-             cwd=REPO, env={'PORT': '29611'})
+             cwd=REPO, env={'PORT': free_port()})
     rank0 = json.loads((tmp_path / 'decisions_rank0.json').read_text())
     rank1 = json.loads((tmp_path / 'decisions_rank1.json').read_text())
     assert len(rank0) == len(rank1) >= 3

@@ -83,7 +83,7 @@ def test_determinism_idempotence_and_regeneration(tmp_path):
     b = make_shapes_classification(tmp_path / 'b', num_per_class=3, seed=1)
     assert tree(tmp_path / 'a') == tree(tmp_path / 'b')
     assert {**a, 'root': None} == {**b, 'root': None}
-    c = make_shapes_classification(tmp_path / 'c', num_per_class=3, seed=2)
+    make_shapes_classification(tmp_path / 'c', num_per_class=3, seed=2)
     assert tree(tmp_path / 'a')['train/circle/0.png'] != tree(tmp_path / 'c')['train/circle/0.png']
 
     # Same parameters: nothing is rewritten.

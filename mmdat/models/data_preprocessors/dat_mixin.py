@@ -151,14 +151,18 @@ class DATPreprocessorMixin:
         return x
 
     # ------------------------------------------------------------------ DAT
+    def preprocess(self, data: dict, training: bool = False) -> dict:
+        """The upstream preprocessing alone (normalise, pad, batch augments), without DAT."""
+        return super().forward(data, training)
+
     def forward(self, data: dict, training: bool = False) -> dict:
-        data = super().forward(data, training)
+        data = self.preprocess(data, training)
         if training and self.dat_cfg['enabled']:
             self._dat_pending = None
             self._run_dat(data['inputs'], data['data_samples'])
         return data
 
-    def _valid_sizes(self, inputs: Tensor, data_samples: Any) -> Optional[list[tuple[int, int]]]:
+    def valid_sizes(self, inputs: Tensor, data_samples: Any) -> Optional[list[tuple[int, int]]]:
         """Each image's unpadded size (``img_shape``), or None when every image fills the batch."""
         h, w = inputs.shape[-2:]
         if not data_samples or not all('img_shape' in s.metainfo for s in data_samples):
@@ -177,18 +181,18 @@ class DATPreprocessorMixin:
         beyond the attack's forward (BatchNorm statistics in train mode)."""
         _check_rgb_batch(inputs)
         model = self.dat_model
-        sizes = self._valid_sizes(inputs, data_samples)
+        sizes = self.valid_sizes(inputs, data_samples)
         attack_samples = copy.deepcopy(data_samples)
         clean_inputs = inputs.detach()
 
         def loss_fn(images: Tensor) -> Tensor:
-            return self._total_loss(model, model.loss(self._to_model(images, clean_inputs, sizes),
+            return self._total_loss(model, model.loss(self.to_model_inputs(images, clean_inputs, sizes),
                                                       attack_samples))
 
         return self._dat_attack.run(self.to_unit_rgb(clean_inputs), loss_fn, sizes,
                                     step=self.dat_step, collect_stats=collect_stats)
 
-    def _to_model(self, images: Tensor, clean_inputs: Tensor, sizes) -> Tensor:
+    def to_model_inputs(self, images: Tensor, clean_inputs: Tensor, sizes) -> Tensor:
         """RGB [0, 1] -> model inputs, with the padding of ``clean_inputs`` restored bit for bit."""
         x = self.from_unit_rgb(images).to(clean_inputs.dtype)
         if sizes is None:
@@ -214,8 +218,8 @@ class DATPreprocessorMixin:
                       f'({self.dat_skipped} skipped so far)', logger='current', level=30)
             self._log_scalars({'dat_skipped': self.dat_skipped})
             return
-        adv_inputs = self._to_model(result.adversarial, inputs.detach(),
-                                    self._valid_sizes(inputs, data_samples))
+        sizes = self.valid_sizes(inputs, data_samples)
+        adv_inputs = self.to_model_inputs(result.adversarial, inputs.detach(), sizes)
         adv_losses = model.loss(adv_inputs, copy.deepcopy(data_samples))
         w = self.dat_cfg['adv_loss_weight']
         self._dat_pending = {ADV_PREFIX + k: _scale_loss(v, w) if 'loss' in k else v
@@ -228,7 +232,7 @@ class DATPreprocessorMixin:
         if self.dat_keep_examples:
             self.dat_last_examples = dict(
                 clean=self.to_unit_rgb(inputs.detach()), reconstruction=result.reconstruction,
-                adversarial=result.adversarial, sizes=self._valid_sizes(inputs, data_samples))
+                adversarial=result.adversarial, sizes=sizes)
 
     @staticmethod
     def _log_scalars(values: dict) -> None:
