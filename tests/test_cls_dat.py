@@ -201,6 +201,11 @@ def test_train_tool_end_to_end(tmp_path, shapes_cls, tiny_vqgan_cfg):
     out = run_tool([__import__('sys').executable, 'tools/test.py', config, str(ckpt),
                     '--work-dir', str(tmp_path / 'test')], cwd=REPO)
     assert 'accuracy/top1' in out
+    # the same through torchrun with 2 CPU processes, dumping the predictions
+    run_tool(['bash', 'tools/dist_test.sh', config, str(ckpt), '2', '--work-dir',
+              str(tmp_path / 'dist_test'), '--out', str(tmp_path / 'preds.pkl')],
+             cwd=REPO, env={'PORT': free_port()})
+    assert (tmp_path / 'preds.pkl').stat().st_size > 0
     # resume a DAT run from its checkpoint
     out = run_tool([__import__('sys').executable, 'tools/train.py', config, '--work-dir', str(work),
                     '--resume', '--cfg-options', 'train_cfg.max_epochs=2'], cwd=REPO)

@@ -34,7 +34,7 @@ fi
 # without pkg_resources (torch 2.14 needs setuptools>=77, pkg_resources is gone from 81 on; mmcv's setup.py and mmengine's `mmdet::` config inheritance need it).
 CONSTRAINTS="$VENV/mmdat-constraints.txt"
 printf 'setuptools>=77,<81\ntorch==2.14.1\ntorchvision==0.29.1\nmmengine==0.10.7\nmmcv==2.1.0\n' > "$CONSTRAINTS"
-pip_install() { "$PY" -m pip install --disable-pip-version-check -q -c "$CONSTRAINTS" "$@"; }
+pip_install() { "$PY" -m pip install --disable-pip-version-check -qq -c "$CONSTRAINTS" "$@"; }
 
 log "installing torch, build tools and mmengine"
 pip_install setuptools wheel ninja
@@ -49,7 +49,7 @@ if ! have_mmcv_ops; then
     if [[ -z "$wheel" ]]; then
         log "building mmcv 2.1.0 with ops from source (about 12-15 minutes on 2 cores)"
         src="$(mktemp -d)"
-        "$PY" -m pip download --disable-pip-version-check -q --no-deps --no-build-isolation \
+        "$PY" -m pip download --disable-pip-version-check -qq --no-deps --no-build-isolation \
             --no-binary mmcv mmcv==2.1.0 -d "$src"
         tar -xzf "$src"/mmcv-2.1.0.tar.gz -C "$src"
         sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$src/mmcv-2.1.0/setup.py"
