@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import mmdat  # noqa: F401  (registers mmdat's modules, as custom_imports does)
+
 REPO = Path(__file__).resolve().parents[1]
 # A VQGAN small enough for CPU tests (GroupNorm(32) needs ch to be a multiple of 32).
 TINY_VQGAN = dict(ch=32, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[8], z_channels=4,

@@ -152,6 +152,27 @@ def test_non_finite_attack_gradient_skips_adversarial_half(caplog):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+def test_non_finite_adversarial_loss_skips_adversarial_half():
+    model = build_classifier()
+    attach(model)
+    plain_loss = model.loss
+    calls = []
+
+    def loss_nan_on_adversarial_forward(inputs, samples):
+        calls.append(inputs.requires_grad)
+        losses = plain_loss(inputs, samples)
+        if len(calls) == 2:  # attack, then the adversarial forward, then the clean one
+            losses = {k: v * float('inf') for k, v in losses.items()}
+        return losses
+
+    model.loss = loss_nan_on_adversarial_forward
+    log_vars = model.train_step(make_batch(), sgd(model))
+    assert calls == [True, False, False]
+    assert 'adv_loss' not in log_vars and torch.isfinite(log_vars['loss'])
+    assert model.data_preprocessor.dat_skipped == 1
+    assert model.data_preprocessor.dat_last_decision['skipped'] is True
+
+
 def test_bad_channels_and_missing_wiring():
     with pytest.raises(ValueError, match='3-channel'):
         build_classifier(mean=[127.5], std=[127.5])

@@ -202,25 +202,29 @@ class DATPreprocessorMixin:
             keep[i, :, :vh, :vw] = False
         return torch.where(keep, clean_inputs, x)
 
+    def _skip(self, reason: str) -> None:
+        self.dat_skipped += 1
+        self.dat_last_decision['skipped'] = True
+        print_log(f'DAT: {reason}; skipping the adversarial half of this batch '
+                  f'({self.dat_skipped} skipped so far)', logger='current', level=30)
+        self._log_scalars({'dat_skipped': self.dat_skipped})
+
     def _run_dat(self, inputs: Tensor, data_samples: Any) -> None:
-        _check_rgb_batch(inputs)
         attack = self._dat_attack
         applied = attack.draw(self.dat_step, 'apply') < self.dat_cfg['apply_prob']
         self.dat_last_decision = dict(step=self.dat_step, applied=applied)
         if not applied:
             return
-        model = self.dat_model
         result = self.generate_dat_examples(inputs, data_samples, self.dat_collect_stats)
         self.dat_last_decision.update(random_start=result.random_start, skipped=result.skipped)
         if result.skipped:
-            self.dat_skipped += 1
-            print_log(f'DAT: {result.skipped_reason}; skipping the adversarial half of this batch '
-                      f'({self.dat_skipped} skipped so far)', logger='current', level=30)
-            self._log_scalars({'dat_skipped': self.dat_skipped})
-            return
+            return self._skip(result.skipped_reason)
         sizes = self.valid_sizes(inputs, data_samples)
         adv_inputs = self.to_model_inputs(result.adversarial, inputs.detach(), sizes)
-        adv_losses = model.loss(adv_inputs, copy.deepcopy(data_samples))
+        adv_losses = self.dat_model.loss(adv_inputs, copy.deepcopy(data_samples))
+        adv_total = self._total_loss(self.dat_model, adv_losses)
+        if not torch.isfinite(adv_total.detach()):
+            return self._skip(f'non-finite adversarial loss ({float(adv_total.detach())})')
         w = self.dat_cfg['adv_loss_weight']
         self._dat_pending = {ADV_PREFIX + k: _scale_loss(v, w) if 'loss' in k else v
                              for k, v in adv_losses.items()}
