@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import socket
 import subprocess
@@ -108,3 +109,17 @@ def attach(model, seed: int = 0):
     vqgan = VQGAN(**TINY_VQGAN)
     model.data_preprocessor.attach_dat(model, vqgan, seed=seed)
     return vqgan
+
+
+def dist_train_decisions(config: str, tmp_path: Path) -> list[dict]:
+    """Train ``config`` with 2 CPU processes through tools/dist_train.sh (the config records DAT
+    decisions with tests/dat_probe.py's DATDecisionRecorder into ``tmp_path``); assert that both
+    ranks decided alike at every step and return rank 0's decisions."""
+    run_tool(['bash', 'tools/dist_train.sh', config, '2', '--work-dir', str(tmp_path / 'work')],
+             cwd=REPO, env={'PORT': free_port()})
+    rank0 = json.loads((tmp_path / 'decisions_rank0.json').read_text())
+    rank1 = json.loads((tmp_path / 'decisions_rank1.json').read_text())
+    assert len(rank0) == len(rank1) >= 3
+    assert rank0 == rank1
+    assert {d['step'] for d in rank0} == set(range(len(rank0)))
+    return rank0

