@@ -8,8 +8,18 @@ from torch import Tensor
 
 
 def to_uint8_image(image: Tensor) -> np.ndarray:
-    """(3, H, W) RGB float in [0, 1] -> (H, W, 3) uint8."""
-    return (image.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    """(3, H, W) RGB float in [0, 1] -> contiguous (H, W, 3) uint8 (drawable with cv2)."""
+    return np.ascontiguousarray(
+        (image.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy())
+
+
+def side_by_side(panels: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
+    """Equal-height (H, W, 3) uint8 panels in one row, separated by white columns ``gap`` wide."""
+    spacer = np.full((panels[0].shape[0], gap, 3), 255, np.uint8)
+    row = [panels[0]]
+    for panel in panels[1:]:
+        row += [spacer, panel]
+    return np.concatenate(row, axis=1)
 
 
 def dat_triplet_grid(examples: dict, max_images: int = 2, gap: int = 4,
@@ -24,10 +34,8 @@ def dat_triplet_grid(examples: dict, max_images: int = 2, gap: int = 4,
     rows = []
     for i in range(min(max_images, clean.shape[0])):
         h, w = sizes[i]
-        panels = [to_uint8_image(examples[k][i, :, :h, :w])
-                  for k in ('clean', 'reconstruction', 'adversarial')]
-        spacer = np.full((h, gap, 3), 255, np.uint8)
-        rows.append(np.concatenate([panels[0], spacer, panels[1], spacer, panels[2]], axis=1))
+        rows.append(side_by_side([to_uint8_image(examples[k][i, :, :h, :w])
+                                  for k in ('clean', 'reconstruction', 'adversarial')], gap))
     width = max(r.shape[1] for r in rows)
     padded = []
     for r in rows:

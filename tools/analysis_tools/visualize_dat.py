@@ -36,6 +36,7 @@ from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 from mmengine.runner import Runner, load_checkpoint, set_random_seed  # noqa: E402
 
 from mmdat.models.data_preprocessors import DATPreprocessorMixin  # noqa: E402
+from mmdat.utils import side_by_side, to_uint8_image  # noqa: E402
 
 TITLES = ('clean', 'VQGAN reconstruction', 'adversarial')
 GAP = 4          # white columns between the panels
@@ -102,12 +103,6 @@ def put_text(img: np.ndarray, text: str, org: tuple[int, int], colour=(255, 255,
     cv2.putText(img, text, org, font, scale, colour, 1, cv2.LINE_AA)
 
 
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(3, h, w) RGB in [0, 1] -> contiguous (h, w, 3) uint8."""
-    return np.ascontiguousarray(
-        (image.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy())
-
-
 def upscale(img: np.ndarray, k: int, nearest: bool = True) -> np.ndarray:
     if k == 1:
         return img
@@ -158,9 +153,8 @@ def annotate(panel: np.ndarray, sample, k: int, h: int, w: int, classes, palette
 
 def triplet(images: list[np.ndarray]) -> np.ndarray:
     """Panels side by side (white gaps) under a white header with their titles; RGB uint8."""
-    h, w = images[0].shape[:2]
-    gap = np.full((h, GAP, 3), 255, np.uint8)
-    row = np.concatenate([images[0], gap, images[1], gap, images[2]], axis=1)
+    w = images[0].shape[1]
+    row = side_by_side(images, GAP)
     header = np.full((HEADER, row.shape[1], 3), 255, np.uint8)
     for i, title in enumerate(TITLES):
         put_text(header, title, (i * (w + GAP) + 2, HEADER - 4), colour=(0, 0, 0), outline=None,
@@ -214,7 +208,7 @@ def main() -> None:
                 break
             h, w = sizes[i]
             k = args.scale or max(1, -(-128 // h))
-            panels = [annotate(upscale(to_uint8(t[i, :, :h, :w]), k), sample, k, h, w, classes, palette)
+            panels = [annotate(upscale(to_uint8_image(t[i, :, :h, :w]), k), sample, k, h, w, classes, palette)
                       for t in (clean, result.reconstruction, adversarial)]
             image = triplet(panels)
             name = Path(str(sample.metainfo.get('img_path', f'{i}'))).stem

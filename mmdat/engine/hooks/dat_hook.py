@@ -55,6 +55,7 @@ class DATHook(Hook):
         self.vis_interval = int(vis_interval)
         self.vis_max_images = int(vis_max_images)
         self._target_eps: Optional[tuple[float, float]] = None
+        self._pre: Optional[DATPreprocessorMixin] = None
 
     @staticmethod
     def dat_preprocessor(runner) -> DATPreprocessorMixin:
@@ -69,7 +70,7 @@ class DATHook(Hook):
 
     def before_train(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        pre = self.dat_preprocessor(runner)
+        pre = self._pre = self.dat_preprocessor(runner)
         device = next(model.parameters()).device
         vqgan = MODELS.build(self.vqgan_cfg).to(device)
         vqgan.requires_grad_(False).eval()
@@ -87,7 +88,7 @@ class DATHook(Hook):
                   logger='current')
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        pre = self.dat_preprocessor(runner)
+        pre = self._pre
         it = runner.iter
         pre.dat_step = it
         if self.warmup_iters > 0 and self._target_eps is not None:
@@ -98,7 +99,7 @@ class DATHook(Hook):
         pre.dat_keep_examples = self.vis_interval > 0 and (it + 1) % self.vis_interval == 0
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        pre = self.dat_preprocessor(runner)
+        pre = self._pre
         examples, pre.dat_last_examples = pre.dat_last_examples, None
         pre.dat_keep_examples = False
         if examples is not None:
@@ -106,7 +107,7 @@ class DATHook(Hook):
             runner.visualizer.add_image('dat_examples', grid, step=runner.iter + 1)
 
     def after_train(self, runner) -> None:
-        pre = self.dat_preprocessor(runner)
+        pre = self._pre
         if pre.dat_skipped:
             print_log(f'DAT: the adversarial half was skipped in {pre.dat_skipped} iterations '
                       '(non-finite attack loss or gradient)', logger='current', level=30)
