@@ -6,12 +6,16 @@ PY := .venv/bin/python
 setup:
 	bash tools/setup_env.sh
 
-# The main job on the embedded default: DAT on the built-in shapes dataset with the tiny VQGAN, CPU.
+# The main job on the embedded default: plain vs DAT on the built-in shapes data with the tiny VQGAN,
+# CPU, clean and under corruptions. TASK=cls (default), det or seg.
+TASK ?= cls
 demo: setup
-	$(PY) tools/demo.py --work-dir work_dirs/demo
+	$(PY) tools/demo.py --task $(TASK)
 
 test: setup
 	$(PY) -m pytest -q tests
 
+# VQGAN speed/memory, DAT vs plain vs reference step time, FLOPs vs bound (a few minutes on CPU);
+# tables in docs/benchmarks.md. ARGS=... passes options, e.g. ARGS='--threads 1'.
 benchmark: setup
-	$(PY) tools/benchmark_dat.py
+	$(PY) tools/analysis_tools/benchmark_dat.py $(ARGS)

@@ -19,7 +19,8 @@ setup(
     long_description=Path(__file__).parent.joinpath('README.md').read_text(),
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
-    package_data={'mmdat': ['assets/*.pth']},  # the tiny VQGAN (embedded default)
+    package_data={'mmdat': ['assets/*.pth',  # the tiny VQGAN (embedded default)
+                            'datasets/imagenet_lists/*.txt']},  # ImageNet-1k / -R / -A class lists
     include_package_data=True,
     python_requires='>=3.9',
     install_requires=read_requirements('runtime.txt'),

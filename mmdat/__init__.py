@@ -2,14 +2,13 @@
 
 ``custom_imports=dict(imports=['mmdat'])`` registers the VQGAN, the DAT data preprocessors and
 ``DATHook`` in mmengine's root registries, visible from the mmdet, mmseg and mmpretrain scopes.
-Importing mmdat also allow-lists what mmengine stores in its checkpoints for torch's weights-only
-loading, so ``--resume`` works on torch >= 2.6.
+Importing mmdat changes no global state of torch: checkpoint objects that mmengine needs are
+allowed only around mmdat's own checkpoint loads (see :mod:`mmdat.utils.checkpoint_safety`).
 """
 from .version import __version__
-from .utils import allow_mmengine_checkpoints
-
-allow_mmengine_checkpoints()
 
 from . import engine, models  # noqa: E402,F401  (registers everything)
+from . import datasets  # noqa: E402,F401  (registers the ImageCorruption transform)
+from . import evaluation  # noqa: E402,F401  (registers SubsetAccuracy)
 
 __all__ = ['__version__']

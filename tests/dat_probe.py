@@ -18,7 +18,7 @@ class DATDecisionRecorder(Hook):
         self.decisions = []
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        self.decisions.append(dict(DATHook.dat_preprocessor(runner).dat_last_decision))
+        self.decisions.append(DATHook.dat_preprocessor(runner).last_dat_report.decision())
 
     def after_train(self, runner) -> None:
         path = self.out_dir / f'decisions_rank{get_rank()}.json'

@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import re
 
 import pytest
 import torch
-from mmengine.optim import OptimWrapper
 
-from conftest import REPO, TINY_VQGAN, attach, dist_train_decisions, free_port, run_tool, tiny_cls_config
+from conftest import REPO, TINY_VQGAN, attach, dist_train_decisions, free_port, run_tool, sgd, tiny_cls_config
 
 mmpretrain = pytest.importorskip('mmpretrain')
 from mmpretrain.registry import MODELS as CLS_MODELS  # noqa: E402
 from mmpretrain.structures import DataSample  # noqa: E402
+
+from mmdat.utils import mmengine_checkpoint_objects  # noqa: E402
 
 NUM_CLASSES = 3
 
@@ -41,10 +43,6 @@ def make_batch(n=4, size=16):
     return dict(inputs=inputs, data_samples=samples)
 
 
-def sgd(model):
-    return OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
-
-
 def test_train_step_sums_clean_and_adversarial_losses():
     model = build_classifier(dat=dict(random_start_prob=0.0))
     attach(model)
@@ -53,9 +51,9 @@ def test_train_step_sums_clean_and_adversarial_losses():
     total, log_vars = model.parse_losses(losses)
     assert 'adv_loss' in log_vars
     assert float(total) == pytest.approx(float(losses['loss'] + log_vars['adv_loss']), rel=1e-5)
-    assert model.data_preprocessor._dat_pending is None  # consumed exactly once
-    decision = model.data_preprocessor.dat_last_decision
-    assert decision['applied'] and decision['random_start'] is False and not decision['skipped']
+    assert model.data_preprocessor._dat[1].pending is None  # consumed exactly once
+    report = model.data_preprocessor.last_dat_report
+    assert report.applied and report.random_start is False and not report.skipped
     # one full train_step updates the parameters
     before = [p.detach().clone() for p in model.parameters()]
     log_vars = model.train_step(make_batch(), sgd(model))
@@ -80,17 +78,58 @@ def test_loss_weights_and_apply_prob():
                                       clean_loss_weight=2.0))
     attach(model)
     data = model.data_preprocessor(make_batch(), training=True)
-    losses = model(**data, mode='loss')
-    clean = float(losses['loss'])
+    clean = float(model.loss(data['inputs'], copy.deepcopy(data['data_samples']))['loss'])
+    losses = model(**data, mode='loss')  # the adversarial half joins here, clean loss weighted
     total, log_vars = model.parse_losses(losses)
-    adv = float(model(**model.data_preprocessor(make_batch(), training=True), mode='loss')['loss'])
+    assert float(losses['loss']) == pytest.approx(2.0 * clean, rel=1e-5)
     assert float(total) == pytest.approx(2.0 * clean + float(log_vars['adv_loss']), rel=1e-5)
-    assert adv > 0
+    assert float(log_vars['adv_loss']) > 0
     plain = build_classifier(dat=dict(apply_prob=0.0))
     attach(plain)
     log_vars = plain.train_step(make_batch(), sgd(plain))
     assert 'adv_loss' not in log_vars
-    assert plain.data_preprocessor.dat_last_decision == dict(step=None, applied=False)
+    assert plain.data_preprocessor.last_dat_report.applied is False
+
+
+def test_same_losses_and_parameters_as_recorded_reference():
+    """The loss path (forward hook) gives bit for bit the losses and parameters recorded from the
+    code as it was before (parse_losses patched on the instance): tests/data/dat_reference_cls.json."""
+    from dat_reference import run_reference
+    expected = json.loads((REPO / 'tests/data/dat_reference_cls.json').read_text())
+    expected.pop('recorded_from')
+    assert run_reference() == expected
+
+
+@CLS_MODELS.register_module(force=True)
+class LossWithoutForward(CLS_MODELS.get('ImageClassifier')):
+    """A custom train_step that computes its loss without ``forward(mode='loss')``."""
+
+    def train_step(self, data, optim_wrapper):
+        with optim_wrapper.optim_context(self):
+            data = self.data_preprocessor(data, True)
+            losses = self.loss(data['inputs'], data['data_samples'])
+        parsed, log_vars = self.parse_losses(losses)
+        optim_wrapper.update_params(parsed)
+        return log_vars
+
+
+def test_unconsumed_adversarial_losses_stop_training(tmp_path, shapes_cls, tiny_vqgan_cfg):
+    model = build_classifier()
+    model.__class__ = LossWithoutForward
+    attach(model)
+    model.train_step(make_batch(), sgd(model))
+    with pytest.raises(RuntimeError, match='LossWithoutForward.train_step never passed them'):
+        model.data_preprocessor.end_dat_iteration()
+    # through the runner: stops at the first iteration, naming the model class
+    from mmengine.config import Config
+    from mmdat.apis import build_runner
+    cfg = Config.fromfile(tiny_cls_config(tmp_path, shapes_cls, tiny_vqgan_cfg))
+    cfg.model.type = 'LossWithoutForward'
+    cfg.work_dir = str(tmp_path / 'work')
+    runner = build_runner(cfg)
+    with pytest.raises(RuntimeError, match="LossWithoutForward.*forward\\(inputs, data_samples, mode='loss'\\)"):
+        runner.train()
+    assert runner.iter == 0
 
 
 def test_mixup_cutmix_soft_targets_are_attacked_as_trained():
@@ -103,7 +142,8 @@ def test_mixup_cutmix_soft_targets_are_attacked_as_trained():
     assert scores.shape == (6, NUM_CLASSES)
     assert torch.allclose(scores.sum(1), torch.ones(6))
     assert ((scores > 0) & (scores < 1)).any(), 'expected soft targets from Mixup/CutMix'
-    assert model.data_preprocessor._dat_pending is not None
+    assert model.data_preprocessor._dat[1].pending is not None
+    assert 'adv_loss' in model(**out, mode='loss')  # consumed by the model's loss forward
     log_vars = model.train_step(data, sgd(model))
     assert torch.isfinite(log_vars['adv_loss'])
 
@@ -118,7 +158,7 @@ def test_validation_is_untouched():
     ours = model.data_preprocessor(copy.deepcopy(data), training=False)
     theirs = plain(copy.deepcopy(data), training=False)
     assert torch.equal(ours['inputs'], theirs['inputs'])
-    assert model.data_preprocessor._dat_pending is None
+    assert model.data_preprocessor._dat[1].pending is None
 
 
 @pytest.mark.parametrize('to_rgb', [True, False])
@@ -147,7 +187,7 @@ def test_non_finite_attack_gradient_skips_adversarial_half(caplog):
     with caplog.at_level(logging.WARNING):
         log_vars = model.train_step(make_batch(), sgd(model))
     assert 'adv_loss' not in log_vars and torch.isfinite(log_vars['loss'])
-    assert model.data_preprocessor.dat_skipped == 1
+    assert model.data_preprocessor.last_dat_report.skipped_total == 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
@@ -168,8 +208,8 @@ def test_non_finite_adversarial_loss_skips_adversarial_half():
     log_vars = model.train_step(make_batch(), sgd(model))
     assert calls == [True, False, False]
     assert 'adv_loss' not in log_vars and torch.isfinite(log_vars['loss'])
-    assert model.data_preprocessor.dat_skipped == 1
-    assert model.data_preprocessor.dat_last_decision['skipped'] is True
+    assert model.data_preprocessor.last_dat_report.skipped_total == 1
+    assert model.data_preprocessor.last_dat_report.skipped is True
 
 
 def test_bad_channels_and_missing_wiring():
@@ -215,7 +255,8 @@ def test_train_tool_end_to_end(tmp_path, shapes_cls, tiny_vqgan_cfg):
     assert list(work.rglob('dat_examples_*.png')), 'DAT triplets were not visualised'
     ckpt = next(work.glob('epoch_1.pth'))
     # the checkpoint holds the model only, never the VQGAN
-    state = torch.load(ckpt, map_location='cpu')['state_dict']
+    with mmengine_checkpoint_objects():
+        state = torch.load(ckpt, map_location='cpu')['state_dict']
     assert not any(k.startswith(('vqgan', 'encoder.', 'decoder.')) for k in state)
     # tools/test.py evaluates it (and torch's weights-only loading accepts mmengine's checkpoint)
     out = run_tool([__import__('sys').executable, 'tools/test.py', config, str(ckpt),
@@ -242,3 +283,24 @@ def test_dist_train_two_cpu_processes_decide_alike(tmp_path, shapes_cls, tiny_vq
         """)
     rank0 = dist_train_decisions(config, tmp_path)
     assert any(d['applied'] for d in rank0)
+
+
+@pytest.mark.parametrize('collect_stats', [False, True])
+def test_two_encodes_and_two_decodes_per_iteration(collect_stats):
+    """DAT does no VQGAN work it does not need: Q(x) and Q(x'), statistics included."""
+    from mmdat.dat import DATIterationSettings
+    model = build_classifier(dat=dict(random_start_prob=1.0))
+    vqgan = attach(model)
+    calls = []
+    for name in ('encode', 'decode'):
+        plain = getattr(vqgan, name)
+
+        def counted(*args, _name=name, _plain=plain, **kwargs):
+            calls.append(_name)
+            return _plain(*args, **kwargs)
+
+        setattr(vqgan, name, counted)
+    model.data_preprocessor.begin_dat_iteration(DATIterationSettings(collect_stats=collect_stats))
+    log_vars = model.train_step(make_batch(), sgd(model))
+    assert 'adv_loss' in log_vars
+    assert sorted(calls) == ['decode', 'decode', 'encode', 'encode']

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, attach, dist_train_decisions, record_loss_calls, run_tool, write_config
+from conftest import REPO, attach, dist_train_decisions, record_loss_calls, run_tool, sgd, tiny_det_config
 
 pytest.importorskip('mmdet')
 pytest.importorskip('mmcv.ops')
@@ -24,11 +24,11 @@ from mmdet.structures.mask import BitmapMasks  # noqa: E402
 from mmdet.utils import register_all_modules  # noqa: E402
 from mmengine.config import Config, ConfigDict  # noqa: E402
 from mmengine.logging import MessageHub  # noqa: E402
-from mmengine.optim import OptimWrapper  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from mmengine.structures import InstanceData  # noqa: E402
 
+import mmdat.testing as mmdat_testing  # noqa: E402
 from mmdat.models import VQGAN  # noqa: E402
 
 register_all_modules(init_default_scope=False)
@@ -56,11 +56,9 @@ def build_detector(config=FASTER, dat: dict | None = None, **pre_overrides):
 
 def build_plain_preprocessor(config=FASTER, **pre_overrides):
     """The upstream DetDataPreprocessor of the config (no DAT), to compare against."""
-    pre = copy.deepcopy(_model_cfg(config)['data_preprocessor'])
-    pre.pop('dat')
-    pre.update(pre_overrides, type='DetDataPreprocessor')
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        return DET_MODELS.build(pre)
+    cfg = copy.deepcopy(_model_cfg(config))
+    cfg.data_preprocessor.update(pre_overrides)
+    return mmdat_testing.build_plain_preprocessor(cfg, 'DetDataPreprocessor', 'mmdet')
 
 
 def make_batch(sizes=SIZES, with_masks=False, seed=1, colour=None):
@@ -103,10 +101,6 @@ def assert_same_targets(a: DetDataSample, b: DetDataSample) -> None:
     assert ('masks' in ga) == ('masks' in gb)
     if 'masks' in ga:
         assert np.array_equal(ga.masks.to_ndarray(), gb.masks.to_ndarray())
-
-
-def sgd(model, lr=0.01):
-    return OptimWrapper(torch.optim.SGD(model.parameters(), lr=lr))
 
 
 # ----------------------------------------------------------------------------- in-process
@@ -187,7 +181,7 @@ def test_vqgan_sees_rgb_whatever_the_preprocessor(caffe):
     (``bgr_to_rgb=False``, BGR mean, std 1) preprocessors alike, and back again bit-exactly."""
     model = build_detector(FASTER, **(CAFFE if caffe else {}))
     pre = model.data_preprocessor
-    assert pre._model_is_rgb() is (not caffe)
+    assert pre.input_space.rgb is (not caffe)
     raw = torch.randint(0, 256, (2, 3, 5, 7)).float()  # as loaded: BGR
     normalised = ((raw if caffe else raw.flip(1)) - pre.mean) / pre.std
     torch.testing.assert_close(pre.to_unit_rgb(normalised), raw.flip(1) / 255)
@@ -279,22 +273,6 @@ def shapes_coco(tmp_path_factory):
     root = tmp_path_factory.mktemp('shapes_coco')
     make_shapes_coco(root, num_images=dict(train=12, val=2))
     return root
-
-
-def tiny_det_config(tmp_path, data_root, vqgan_cfg, train_images: int, extra: str = '') -> str:
-    return write_config(tmp_path, 'tiny_det_dat.py', f"""
-        _base_ = ['{FASTER}']
-        data_root = '{data_root}/'
-        train_dataloader = dict(dataset=dict(data_root=data_root, indices={train_images}))
-        val_dataloader = dict(dataset=dict(data_root=data_root))
-        test_dataloader = val_dataloader
-        val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
-        test_evaluator = val_evaluator
-        train_cfg = dict(max_epochs=1, val_interval=2)
-        custom_hooks = [dict(type='DATHook', vqgan={vqgan_cfg!r})]
-        default_hooks = dict(logger=dict(interval=1))
-        {extra}
-        """)
 
 
 def test_train_tool_two_iterations(tmp_path, shapes_coco, tiny_vqgan_cfg):

@@ -2,6 +2,7 @@
 import importlib
 
 import pytest
+import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
@@ -25,8 +26,11 @@ def test_build_under_default_scope(scope, tiny_vqgan_checkpoint):
         assert type(pre).__name__ == preprocessor
         hook = registry.HOOKS.build(dict(type='DATHook', vqgan=dict(type='VQGAN', **TINY_VQGAN)))
         assert type(hook).__name__ == 'DATHook'
-        preset = registry.MODELS.build(dict(type='VQGANPreset', preset='tiny-shapes'))
+        preset = registry.MODELS.build(dict(type='VQGAN', preset='tiny-shapes', checkpoint='default'))
         assert preset.downsample_factor >= 1
+        with pytest.warns(DeprecationWarning, match='VQGANPreset'):
+            old = registry.MODELS.build(dict(type='VQGANPreset', preset='tiny-shapes'))
+        assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), preset.state_dict().values()))
 
 
 @pytest.mark.parametrize('config', sorted((REPO / 'configs' / 'dat').glob('*.py')), ids=lambda p: p.name)
@@ -43,3 +47,12 @@ def test_task_configs_parse_and_state_dat(config):
     assert 'mmdat' in cfg.custom_imports['imports']
     # every config states the number it is measured against
     assert any(tok in config.read_text() for tok in ('mIoU', 'AP', 'top-1'))
+
+
+def test_metafile_lists_every_dat_config():
+    import yaml
+    meta = yaml.safe_load((REPO / 'configs/dat/metafile.yml').read_text())
+    listed = {m['Config'] for m in meta['Models']}
+    assert all(m['In Collection'] == 'DAT' for m in meta['Models'])
+    assert listed == {f'configs/dat/{p.name}' for p in (REPO / 'configs/dat').glob('*.py')}
+    assert (REPO / meta['Collections'][0]['README']).is_file()

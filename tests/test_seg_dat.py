@@ -13,17 +13,18 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, attach, dist_train_decisions, record_loss_calls, run_tool, write_config
+from conftest import REPO, attach, dist_train_decisions, record_loss_calls, run_tool, sgd, tiny_seg_config
 
 pytest.importorskip('mmseg')
 pytest.importorskip('mmcv.ops')
 from mmengine.config import Config, ConfigDict  # noqa: E402
-from mmengine.optim import OptimWrapper  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 from mmengine.structures import PixelData  # noqa: E402
 from mmseg.registry import MODELS as SEG_MODELS  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
 from mmseg.utils import register_all_modules  # noqa: E402
+
+import mmdat.testing as mmdat_testing  # noqa: E402
 
 
 register_all_modules(init_default_scope=False)
@@ -46,11 +47,7 @@ def build_segmentor(dat: dict | None = None):
 
 
 def build_plain_preprocessor():
-    pre = copy.deepcopy(_model_cfg()['data_preprocessor'])
-    pre.pop('dat')
-    pre['type'] = 'SegDataPreProcessor'
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        return SEG_MODELS.build(pre)
+    return mmdat_testing.build_plain_preprocessor(_model_cfg(), 'SegDataPreProcessor', 'mmseg')
 
 
 def make_batch(sizes=SIZES, seed=1):
@@ -65,10 +62,6 @@ def make_batch(sizes=SIZES, seed=1):
         sample.gt_sem_seg = PixelData(data=labels)
         samples.append(sample)
     return dict(inputs=inputs, data_samples=samples)
-
-
-def sgd(model):
-    return OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
 
 
 def test_padding_restored_and_labels_untouched():
@@ -125,20 +118,6 @@ def shapes_ade(tmp_path_factory):
     root = tmp_path_factory.mktemp('shapes_ade20k')
     make_shapes_ade20k(root, num_images=dict(train=8, val=2))
     return root
-
-
-def tiny_seg_config(tmp_path, data_root, vqgan_cfg, extra: str = '') -> str:
-    return write_config(tmp_path, 'tiny_seg_dat.py', f"""
-        _base_ = ['{FCN}']
-        data_root = '{data_root}'
-        train_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root))
-        val_dataloader = dict(dataset=dict(data_root=data_root))
-        test_dataloader = val_dataloader
-        train_cfg = dict(max_iters=2, val_interval=2)
-        custom_hooks = [dict(type='DATHook', vqgan={vqgan_cfg!r})]
-        default_hooks = dict(logger=dict(interval=1))
-        {extra}
-        """)
 
 
 def test_train_tool_two_iterations(tmp_path, shapes_ade, tiny_vqgan_cfg):

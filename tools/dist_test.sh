@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Distributed testing through torchrun: tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args...]
+# Every tools/test.py option passes through, e.g. the corruption benchmarks:
+#   tools/dist_test.sh CONFIG CKPT 8 --corruptions benchmark [--severities 1 2 3 4 5] [--legacy-bgr]
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node.
 set -euo pipefail
 CONFIG=$1

@@ -1,34 +1,120 @@
-"""Evaluate a checkpoint with the config's test dataloader and evaluator.
+"""Evaluate a checkpoint on the config's test set, and on robustness benchmarks.
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--cfg-options ...]
-    tools/dist_test.sh CONFIG CHECKPOINT GPUS [...]
+    python tools/test.py CONFIG CHECKPOINT --corruptions benchmark [--severities 1 2 3 4 5]
+        [--corruption-root DIR [--imagenet-c-resize]] [--legacy-bgr] [--seed 0] [--workers N]
+    python tools/test.py CONFIG CHECKPOINT --ood imagenet-r imagenet-a --ood-root imagenet-r=PATH ...
+    python tools/test.py --report work_dirs/x/robustness.json      # table + plot of a finished run
+    tools/dist_test.sh CONFIG CHECKPOINT GPUS [same options]
+
+Corruption results go to <work dir>/robustness.json after every (corruption, severity) cell;
+running the same command again resumes. See "Robustness benchmarks" in README.md.
 """
+from __future__ import annotations
+
 import argparse
+from pathlib import Path
 
-from _common import add_common_args, load_config
-from mmengine.runner import Runner
+from mmdat.apis import add_common_args, build_runner, load_config
+from mmdat.datasets.transforms import CORRUPTION_GROUPS, resolve_corruptions
+from mmdat.robustness import (OOD_BENCHMARKS, RESULT_FILE, evaluate_ood, load_record, resolve_severities,
+                              run_corruption_benchmark, task_family, write_report)
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Test with mmdat')
-    parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint to evaluate')
-    parser.add_argument('--out', help='dump the raw predictions to this pickle file')
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test (and robustness-benchmark) a checkpoint with mmdat')
+    parser.add_argument('config', nargs='?', help='config file')
+    parser.add_argument('checkpoint', nargs='?', help='checkpoint to evaluate')
+    parser.add_argument('--out', help='dump the raw predictions to this pickle file (with --corruptions: '
+                        'one file per cell, <stem>_<corruption>_<severity>.pkl)')
+    rob = parser.add_argument_group('corruption benchmarks (ImageNet-C, COCO-C, ADE20K-C)')
+    rob.add_argument('--corruptions', nargs='+', metavar='NAME',
+                     help=f'corruption names or groups: {", ".join(CORRUPTION_GROUPS)}')
+    rob.add_argument('--severities', nargs='+', type=int, default=[1, 2, 3, 4, 5], metavar='S',
+                     help='severities 1-5 (default: all); 0, the clean pass, is always run')
+    rob.add_argument('--corruption-root', metavar='DIR',
+                     help='pre-generated <corruption>/<severity>/ folders: released ImageNet-C '
+                     '(<wnid>/*.JPEG) or copies by tools/dataset_converters/make_corrupted.py; '
+                     'default: corrupt the test set on the fly')
+    rob.add_argument('--imagenet-c-resize', action='store_true',
+                     help="ImageNet-C folders through easyrobust's Resize(256, bicubic)+CenterCrop(224), "
+                     "as DAT's published mCE (default: images as stored, the ImageNet-C protocol)")
+    rob.add_argument('--legacy-bgr', action='store_true',
+                     help="corrupt the BGR array as mmdet's test_robustness.py does (default: RGB)")
+    rob.add_argument('--seed', type=int, default=0, help='corruption seed (default 0)')
+    rob.add_argument('--workers', type=int, help='dataloader workers of the test set (default: the config)')
+    rob.add_argument('--report', nargs='?', const='', metavar='JSON',
+                     help='print the table of an existing robustness.json and write its .md/.png '
+                     '(without a path: <work dir>/robustness.json); evaluates nothing')
+    ood = parser.add_argument_group('out-of-distribution benchmarks (classification)')
+    ood.add_argument('--ood', nargs='+', metavar='NAME', choices=list(OOD_BENCHMARKS),
+                     help=f'benchmarks: {" ".join(OOD_BENCHMARKS)}')
+    ood.add_argument('--ood-root', nargs='+', default=[], metavar='NAME=PATH',
+                     help='data root of a benchmark (default: the one documented for it)')
     add_common_args(parser)
-    return parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.report is None and (args.config is None or args.checkpoint is None):
+        parser.error('CONFIG and CHECKPOINT are required (unless --report JSON)')
+    if args.report == '' and args.config is None and args.work_dir is None:
+        parser.error('--report needs a JSON path, a CONFIG or --work-dir')
+    if args.workers is not None and args.workers < 0:
+        parser.error('--workers must be >= 0')
+    try:  # bad names and severities fail here, before anything is built
+        if args.corruptions:
+            resolve_corruptions(args.corruptions)
+            resolve_severities(args.severities)
+        args.ood_roots = dict(_name_path(item) for item in args.ood_root)
+    except ValueError as e:
+        parser.error(str(e))
+    for flag in ('corruption_root', 'imagenet_c_resize', 'legacy_bgr'):
+        if getattr(args, flag) and not args.corruptions:
+            parser.error(f'--{flag.replace("_", "-")} needs --corruptions')
+    if args.ood_roots and not args.ood:
+        parser.error('--ood-root needs --ood')
+    return args
 
 
-def main() -> None:
-    args = parse_args()
+def _name_path(item: str) -> tuple[str, str]:
+    name, sep, path = item.partition('=')
+    if not sep or not name or not path:
+        raise ValueError(f'--ood-root takes NAME=PATH, got {item!r}')
+    if name not in OOD_BENCHMARKS:
+        raise ValueError(f'--ood-root: unknown benchmark {name!r}; choose from {", ".join(OOD_BENCHMARKS)}')
+    return name, path
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.report is not None:
+        path = Path(args.report) if args.report else Path(args.work_dir or load_config(args).work_dir) / RESULT_FILE
+        print(write_report(load_record(path), path))
+        return
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
+    if args.workers is not None:
+        cfg.test_dataloader.num_workers = args.workers
+        cfg.test_dataloader.persistent_workers = args.workers > 0 and cfg.test_dataloader.get(
+            'persistent_workers', False)
     if args.out:
         cfg.test_evaluator = [*([cfg.test_evaluator] if isinstance(cfg.test_evaluator, dict)
                                 else cfg.test_evaluator),
                               dict(type='DumpResults', out_file_path=args.out)]
-    runner = Runner.from_cfg(cfg)
-    metrics = runner.test()
-    print(metrics)
+    runner = build_runner(cfg)
+    if not args.corruptions and not args.ood:
+        print(runner.test())
+        return
+    corruption = dict(seed=args.seed, source=args.corruption_root, legacy_bgr=args.legacy_bgr,
+                      imagenet_c_resize=args.imagenet_c_resize, out=args.out)
+    if args.ood:
+        task = task_family(runner)
+        if task != 'classification':
+            raise SystemExit(f'--ood evaluates ImageNet classifiers; {args.config} is a {task} config')
+        if args.corruptions:  # every input checked before the first evaluation
+            run_corruption_benchmark(runner, args.corruptions, args.severities, cfg.work_dir, check_only=True,
+                                     **corruption)
+        evaluate_ood(runner, args.ood, args.ood_roots, cfg.work_dir)  # logs its table, writes ood.json/.md
+    if args.corruptions:
+        run_corruption_benchmark(runner, args.corruptions, args.severities, cfg.work_dir, **corruption)
 
 
 if __name__ == '__main__':

@@ -5,8 +5,7 @@
 """
 import argparse
 
-from _common import add_common_args, load_config
-from mmengine.runner import Runner
+from mmdat.apis import add_common_args, build_runner, load_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -38,7 +37,7 @@ def main() -> None:
         if 'auto_scale_lr' not in cfg:
             raise KeyError('--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=...) in the config')
         cfg.auto_scale_lr.enable = True
-    Runner.from_cfg(cfg).train()
+    build_runner(cfg).train()
 
 
 if __name__ == '__main__':

@@ -54,16 +54,18 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
-train_cfg = dict(max_epochs=6, val_interval=2)
+# 12 epochs: on 200 training images (`make demo TASK=det`) the plain model reached 6.1 box AP after
+# 6 epochs and 16.5 after 12 (held-out, CPU: ~2 s per plain epoch, ~16 s with DAT).
+train_cfg = dict(max_epochs=12, val_interval=4)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=20),
-    dict(type='MultiStepLR', begin=0, end=6, by_epoch=True, milestones=[5], gamma=0.1)
+    dict(type='MultiStepLR', begin=0, end=12, by_epoch=True, milestones=[10], gamma=0.1)
 ]
 optim_wrapper = dict(optimizer=dict(lr=0.01))
 
-# The tiny VQGAN trained on the shapes data (tools/train_tiny_vqgan.py).
-dat_vqgan = dict(type='VQGANPreset', preset='tiny-shapes', checkpoint='default')
-custom_hooks = [dict(type='DATHook', vqgan=dat_vqgan, vis_interval=50, vis_max_images=2)]
+# The tiny VQGAN trained on the shapes data, shipped in mmdat/assets (preset 'tiny-shapes').
+dat_vqgan = dict(type='VQGAN', preset='tiny-shapes', checkpoint='default')
+custom_hooks = [dict(type='DATHook', vqgan=dat_vqgan, vis_interval=100, vis_max_images=2)]
 
-default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=2, max_keep_ckpts=1))
+default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=4, max_keep_ckpts=1))
 randomness = dict(seed=0)

@@ -55,7 +55,7 @@ train_cfg = dict(max_iters=300, val_interval=100)
 param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=300, by_epoch=False)]
 default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=100, max_keep_ckpts=1))
 
-# The tiny VQGAN trained on the shapes data (tools/train_tiny_vqgan.py).
-dat_vqgan = dict(type='VQGANPreset', preset='tiny-shapes', checkpoint='default')
+# The tiny VQGAN trained on the shapes data, shipped in mmdat/assets (preset 'tiny-shapes').
+dat_vqgan = dict(type='VQGAN', preset='tiny-shapes', checkpoint='default')
 custom_hooks = [dict(type='DATHook', vqgan=dat_vqgan, vis_interval=50, vis_max_images=2)]
 randomness = dict(seed=0)

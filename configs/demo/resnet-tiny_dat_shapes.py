@@ -1,6 +1,10 @@
 # The embedded default: a tiny ResNet trained with DAT on the built-in shapes dataset
-# (mmdat.datasets.make_shapes_classification) with the tiny VQGAN shipped in mmdat/assets.
-# CPU, a few minutes: `make demo` (tools/demo.py writes the data, then trains and tests).
+# (mmdat.datasets.make_shapes_classification, 32x32) with the tiny VQGAN shipped in mmdat/assets.
+# CPU, a few minutes: `make demo` (tools/demo.py writes 1000 train / 50 held-out images per class,
+# then trains this config without and with DAT and tests both under corruptions).
+# Measured on the plain model (held-out top-1, same seed): the former recipe (64 images per class)
+# memorises them (100% train, ~26% held-out); 500 per class, 8 epochs, AdamW lr 3e-3: 45% (near
+# chance for 5 epochs); lr 1e-3: 94%; 1000 per class, 4 epochs (the same 500 iterations), lr 1e-3: 97.5%.
 _base_ = ['mmpretrain::_base_/default_runtime.py', '../_base_/dat/dat_runtime.py']
 
 data_root = 'data/shapes_cls'
@@ -8,7 +12,8 @@ classes = ('circle', 'square', 'triangle', 'cross')
 
 model = dict(
     type='ImageClassifier',
-    backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=16, base_channels=16),
+    # zero_init_residual=False: with mmpretrain's default (True) the loss stayed at chance longer.
+    backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=16, base_channels=16, zero_init_residual=False),
     neck=dict(type='GlobalAveragePooling'),
     head=dict(type='LinearClsHead', num_classes=len(classes), in_channels=128,
               loss=dict(type='CrossEntropyLoss', loss_weight=1.0), topk=(1, )))
@@ -29,7 +34,7 @@ train_pipeline = [
 test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
 
 train_dataloader = dict(
-    batch_size=16,
+    batch_size=32,
     num_workers=0,
     dataset=dict(type='CustomDataset', data_root=data_root, data_prefix='train',
                  ann_file='meta/train.txt', classes=classes, pipeline=train_pipeline),
@@ -44,16 +49,19 @@ val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 
-optim_wrapper = dict(optimizer=dict(type='AdamW', lr=5e-4, weight_decay=0.01))
-param_scheduler = [dict(type='CosineAnnealingLR', T_max=6, by_epoch=True, eta_min=1e-4)]
-train_cfg = dict(by_epoch=True, max_epochs=6, val_interval=2)
+max_epochs = 4
+optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.01))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.05, by_epoch=False, begin=0, end=100),
+    dict(type='CosineAnnealingLR', T_max=max_epochs, by_epoch=True, begin=0, end=max_epochs, eta_min=1e-5)]
+train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=2)
 val_cfg = dict()
 test_cfg = dict()
 
-# The tiny VQGAN trained on the shapes data (tools/train_tiny_vqgan.py).
-dat_vqgan = dict(type='VQGANPreset', preset='tiny-shapes', checkpoint='default')
-custom_hooks = [dict(type='DATHook', vqgan=dat_vqgan, vis_interval=50, vis_max_images=4)]
+# The tiny VQGAN trained on the shapes data, shipped in mmdat/assets (preset 'tiny-shapes').
+dat_vqgan = dict(type='VQGAN', preset='tiny-shapes', checkpoint='default')
+custom_hooks = [dict(type='DATHook', vqgan=dat_vqgan, vis_interval=250, vis_max_images=4)]
 
-default_hooks = dict(logger=dict(type='LoggerHook', interval=10),
-                     checkpoint=dict(type='CheckpointHook', interval=2, max_keep_ckpts=1))
+default_hooks = dict(logger=dict(type='LoggerHook', interval=50),
+                     checkpoint=dict(type='CheckpointHook', interval=4, max_keep_ckpts=1))
 randomness = dict(seed=0)

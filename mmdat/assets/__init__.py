@@ -1,8 +1,8 @@
 """Files shipped inside the mmdat package.
 
 ``tiny_vqgan_shapes.pth``: a tiny VQGAN (downsample factor 2, 256 codes of dimension 8)
-trained on mmdat's synthetic shape images (:mod:`mmdat.datasets.synthetic`) by
-``tools/train_tiny_vqgan.py``. It is the embedded default that lets the DAT pipeline run on
+trained on mmdat's synthetic shape images (:mod:`mmdat.datasets.shapes`) by
+``python tools/train.py configs/vqgan/tiny-shapes.py``. It is the embedded default that lets the DAT pipeline run on
 a CPU without downloading the published VQGANs; it knows nothing about natural images. Build it with::
 
     from mmdat.assets import TINY_VQGAN_CHECKPOINT, TINY_VQGAN_CONFIG

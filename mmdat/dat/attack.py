@@ -34,6 +34,7 @@ class DATResult:
     perturbed: Optional[Tensor]       # x' (continuous, before re-quantisation)
     adversarial: Optional[Tensor]     # x_adv = Q(x')
     random_start: bool
+    eps: float = math.nan             # the radius used (after the warm-up's strength)
     start_loss: float = math.nan      # loss at the attack's first point (x_rec or x_rec + noise)
     skipped_reason: Optional[str] = None
     stats: dict = field(default_factory=dict)
@@ -66,28 +67,28 @@ class DATAttack:
     """One- (or multi-) step L2/Linf attack on VQGAN reconstructions, re-quantised by the VQGAN.
 
     Args:
-        vqgan: a frozen VQGAN with ``reconstruct(images)`` and ``encode(images)`` (RGB [0, 1]).
-        eps: radius of the perturbation ball around ``x_rec``, in [0, 1] pixel units.
-        step_size: size of each normalised gradient step, in [0, 1] pixel units.
-        steps: number of ascent steps (the paper uses 1).
-        norm: ``'l2'`` (paper) or ``'linf'``.
-        random_start_prob: probability of a random start, drawn once per batch.
-        seed: seed of the decision stream; equal on all ranks so every rank decides alike.
-        vqgan_max_size: if set, images whose longer side exceeds it are resized down for the VQGAN
-            and back afterwards (a documented deviation from the paper, for detection sizes).
+        vqgan: a frozen VQGAN with ``encode(images) -> codes`` (RGB [0, 1] in) and
+            ``decode(codes, size=(H, W)) -> images`` (RGB [0, 1] out), e.g. :class:`mmdat.models.VQGAN`.
+        eps (float): radius of the perturbation ball around ``x_rec``, in [0, 1] pixel units.
+            Defaults to 0.1.
+        step_size (float): size of each normalised gradient step, same units. Defaults to 0.1.
+        steps (int): number of ascent steps (the paper uses 1). Defaults to 1.
+        norm (str): ``'l2'`` (paper) or ``'linf'``. Defaults to ``'l2'``.
+        random_start_prob (float): probability of a random start, drawn once per batch.
+            Defaults to 0.8.
+        seed (int): seed of the decision stream; equal on all ranks so every rank decides alike.
+            Defaults to 0.
+        vqgan_max_size (int, optional): if set, images whose longer side exceeds it are resized down
+            for the VQGAN and back afterwards (a documented deviation from the paper, for detection
+            sizes). Defaults to None.
     """
 
     def __init__(self, vqgan, eps: float = 0.1, step_size: float = 0.1, steps: int = 1,
                  norm: str = 'l2', random_start_prob: float = 0.8, seed: int = 0,
                  vqgan_max_size: Optional[int] = None) -> None:
-        if norm not in ('l2', 'linf'):
-            raise ValueError(f"norm must be 'l2' or 'linf', got {norm!r}")
-        if steps < 1:
-            raise ValueError(f'steps must be >= 1, got {steps}')
-        if eps < 0 or step_size < 0:
-            raise ValueError(f'eps and step_size must be >= 0, got {eps}, {step_size}')
-        if not 0.0 <= random_start_prob <= 1.0:
-            raise ValueError(f'random_start_prob must be in [0, 1], got {random_start_prob}')
+        self.check_settings(eps, step_size, steps, norm, random_start_prob, vqgan_max_size)
+        if not (callable(getattr(vqgan, 'encode', None)) and callable(getattr(vqgan, 'decode', None))):
+            raise TypeError(f'DATAttack needs a VQGAN with encode/decode, got {type(vqgan).__name__}')
         self.vqgan = vqgan
         self.eps = float(eps)
         self.step_size = float(step_size)
@@ -97,6 +98,21 @@ class DATAttack:
         self.seed = int(seed)
         self.vqgan_max_size = vqgan_max_size
         self._calls = 0
+
+    @staticmethod
+    def check_settings(eps: float = 0.1, step_size: float = 0.1, steps: int = 1, norm: str = 'l2',
+                       random_start_prob: float = 0.8, vqgan_max_size: Optional[int] = None) -> None:
+        """Raise ValueError for settings the attack cannot run with (called when a config is built)."""
+        if norm not in ('l2', 'linf'):
+            raise ValueError(f"norm must be 'l2' or 'linf', got {norm!r}")
+        if steps < 1:
+            raise ValueError(f'steps must be >= 1, got {steps}')
+        if eps < 0 or step_size < 0:
+            raise ValueError(f'eps and step_size must be >= 0, got {eps}, {step_size}')
+        if not 0.0 <= random_start_prob <= 1.0:
+            raise ValueError(f'random_start_prob must be in [0, 1], got {random_start_prob}')
+        if vqgan_max_size is not None and vqgan_max_size < 1:
+            raise ValueError(f'vqgan_max_size must be a positive int or None, got {vqgan_max_size}')
 
     # ------------------------------------------------------------------ decisions
     def draw(self, step: Optional[int], salt: str) -> float:
@@ -147,15 +163,17 @@ class DATAttack:
 
     # ------------------------------------------------------------------ attack
     def perturb(self, x_rec: Tensor, loss_fn: Callable[[Tensor], Tensor],
-                mask: Optional[Tensor] = None, random_start: bool = False):
+                mask: Optional[Tensor] = None, random_start: bool = False, strength: float = 1.0):
         """Gradient ascent from ``x_rec`` inside the eps-ball; returns (x', start_loss, error).
 
-        ``error`` is None on success, else a message (non-finite loss or gradient).
+        ``strength`` scales eps and the step size (warm-up). ``error`` is None on success, else a
+        message (non-finite loss or gradient).
         """
+        eps, step_size = self.eps * strength, self.step_size * strength
         x_rec = x_rec.detach()
         x = x_rec.clone()
-        if random_start and self.eps > 0:
-            x = (x + self._random_noise(x_rec, mask)).clamp_(0, 1)
+        if random_start and eps > 0:
+            x = (x + self._random_noise(x_rec, mask, eps)).clamp_(0, 1)
         start_loss = math.nan
         for i in range(self.steps):
             leaf = x.detach().requires_grad_(True)
@@ -172,8 +190,8 @@ class DATAttack:
                 return None, start_loss, 'non-finite attack gradient'
             if mask is not None:
                 grad = grad * mask
-            x = x.detach() + self.step_size * self._ascent_direction(grad)
-            x = (x_rec + self._project(x - x_rec)).clamp_(0, 1)
+            x = x.detach() + step_size * self._ascent_direction(grad)
+            x = (x_rec + self.project(x - x_rec, eps)).clamp_(0, 1)
             if mask is not None:  # padding stays exactly as it was
                 x = torch.where(mask, x, x_rec)
         return x.detach(), start_loss, None
@@ -183,43 +201,47 @@ class DATAttack:
             return grad.sign()
         return grad / (_per_image_norm(grad, 'l2') + 1e-10)
 
-    def _project(self, delta: Tensor) -> Tensor:
+    def project(self, delta: Tensor, eps: Optional[float] = None) -> Tensor:
+        """``delta`` projected on the eps-ball of the attack's norm (per image)."""
+        eps = self.eps if eps is None else eps
         if self.norm == 'linf':
-            return delta.clamp(-self.eps, self.eps)
+            return delta.clamp(-eps, eps)
         norms = _per_image_norm(delta, 'l2')
-        factor = torch.where(norms > self.eps, self.eps / (norms + 1e-12), torch.ones_like(norms))
+        factor = torch.where(norms > eps, eps / (norms + 1e-12), torch.ones_like(norms))
         return delta * factor
 
-    def _random_noise(self, like: Tensor, mask: Optional[Tensor]) -> Tensor:
+    def _random_noise(self, like: Tensor, mask: Optional[Tensor], eps: float) -> Tensor:
         if self.norm == 'linf':
-            noise = torch.empty_like(like).uniform_(-self.eps, self.eps)
+            noise = torch.empty_like(like).uniform_(-eps, eps)
             return noise if mask is None else noise * mask
         noise = torch.randn_like(like)
         if mask is not None:
             noise = noise * mask
-        return noise * (self.eps / (_per_image_norm(noise, 'l2') + 1e-12))
+        return noise * (eps / (_per_image_norm(noise, 'l2') + 1e-12))
 
     def run(self, images: Tensor, loss_fn: Callable[[Tensor], Tensor],
             image_sizes: ImageSizes = None, step: Optional[int] = None,
-            collect_stats: bool = False) -> DATResult:
-        """The full DAT example generation; see the module docstring."""
+            collect_stats: bool = False, strength: float = 1.0) -> DATResult:
+        """The full DAT example generation; see the module docstring.
+
+        Exactly two VQGAN passes (encode + decode of ``x`` and of ``x'``), statistics included.
+        ``strength`` scales eps and the step size (the warm-up schedule's factor).
+        """
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f'DAT expects RGB images of shape (B, 3, H, W), got {tuple(images.shape)}')
         images = images.detach().float()
         random_start = self.draw(step, 'random_start') < self.random_start_prob
         self._calls += 1
         mask = valid_region_mask(images, image_sizes)
-        x_rec = self.quantize(images, image_sizes)
-        x_pert, start_loss, error = self.perturb(x_rec, loss_fn, mask, random_start)
+        x_rec, rec_codes = self.quantize(images, image_sizes, return_codes=True)
+        x_pert, start_loss, error = self.perturb(x_rec, loss_fn, mask, random_start, strength)
+        eps = self.eps * strength
         if error is not None:
-            return DATResult(x_rec, None, None, random_start, start_loss, skipped_reason=error)
+            return DATResult(x_rec, None, None, random_start, eps, start_loss, skipped_reason=error)
+        x_adv, adv_codes = self.quantize(x_pert, image_sizes, return_codes=True)
+        result = DATResult(x_rec, x_pert, x_adv, random_start, eps, start_loss)
         if collect_stats:
-            x_adv, adv_codes = self.quantize(x_pert, image_sizes, return_codes=True)
-        else:
-            x_adv = self.quantize(x_pert, image_sizes)
-        result = DATResult(x_rec, x_pert, x_adv, random_start, start_loss)
-        if collect_stats:
-            result.stats = self._stats(images, x_rec, x_pert, x_adv, adv_codes, image_sizes, mask)
+            result.stats = self._stats(images, x_rec, x_pert, x_adv, rec_codes, adv_codes, mask)
         return result
 
     def __call__(self, images: Tensor, loss_fn: Callable[[Tensor], Tensor],
@@ -229,9 +251,12 @@ class DATAttack:
         return result.reconstruction if result.skipped else result.adversarial
 
     @torch.no_grad()
-    def _stats(self, images, x_rec, x_pert, x_adv, adv_codes, image_sizes, mask) -> dict:
-        """Diagnostics: perturbation norms, visual words changed by the attack, reconstruction PSNR."""
-        _, rec_codes = self.quantize(x_rec, image_sizes, return_codes=True)
+    def _stats(self, images, x_rec, x_pert, x_adv, rec_codes, adv_codes, mask) -> dict:
+        """Diagnostics: perturbation norms, visual words changed by the attack, reconstruction PSNR.
+
+        ``codes_changed`` compares the visual words of x_adv (codes of x') with those of x_rec (codes
+        of x): both are known from the two VQGAN passes, so statistics cost no VQGAN work.
+        """
         changed = sum(int((a != r).sum()) for a, r in zip(adv_codes, rec_codes))
         total = sum(r.numel() for r in rec_codes)
         n_valid = (mask.sum() * images.shape[1]).clamp_min(1) if mask is not None else images[0].numel() * images.shape[0]

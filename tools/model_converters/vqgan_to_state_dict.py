@@ -17,9 +17,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a source checkout without installing
-
-from mmdat.models.vqgan_checkpoint import extract_state_dict, resolve_checkpoint_path  # noqa: E402
+from mmdat.models.vqgan_checkpoint import extract_state_dict, resolve_checkpoint_path
 
 KEEP_PREFIXES = ('encoder.', 'decoder.', 'quantize.', 'quant_conv.', 'post_quant_conv.')
 

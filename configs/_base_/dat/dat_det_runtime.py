@@ -5,5 +5,5 @@ _base_ = ['./dat_runtime.py']
 # memory; attention uses PyTorch's memory-efficient SDPA). Faithful default: full resolution, fp32.
 # Cheaper, documented deviations: trunk_dtype='bf16' here, or dat.vqgan_max_size=512 in the model.
 dat_vqgan = dict(
-    type='VQGANPreset', preset='openimages-f8-16384', checkpoint='default', chunk_size=2)
+    type='VQGAN', preset='openimages-f8-16384', checkpoint='default', chunk_size=2)
 dat_hook = dict(type='DATHook', vqgan=dat_vqgan, warmup_iters=0, vis_interval=0)

@@ -23,6 +23,6 @@ dat = dict(
 # checkpoint='default' downloads the published file once into ~/.cache/mmdat/checkpoints; set a local
 # path on machines without internet. Lightning checkpoints that hold pickled objects are refused
 # with a pointer to tools/model_converters/vqgan_to_state_dict.py.
-dat_vqgan = dict(type='VQGANPreset', preset='openimages-f8-16384', checkpoint='default')
+dat_vqgan = dict(type='VQGAN', preset='openimages-f8-16384', checkpoint='default')
 
 dat_hook = dict(type='DATHook', vqgan=dat_vqgan, warmup_iters=0, vis_interval=0)

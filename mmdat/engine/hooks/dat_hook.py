@@ -1,4 +1,4 @@
-"""DATHook: wires the VQGAN and the task model into the DAT data preprocessor."""
+"""DATHook: owns the frozen VQGAN and hands DAT its per-iteration settings."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,9 @@ from mmengine.hooks import Hook, LoggerHook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
+from mmdat.dat import DATSchedule
 from mmdat.models.data_preprocessors import DATPreprocessorMixin
+from mmdat.models.vqgan_checkpoint import is_checkpoint_url
 from mmdat.registry import HOOKS, MODELS
 from mmdat.utils.visualization import dat_triplet_grid
 
@@ -18,23 +20,24 @@ class DATHook(Hook):
     """Discrete Adversarial Training around an OpenMMLab training loop.
 
     * ``before_train``: builds the frozen VQGAN on the model's device (a missing or wrong checkpoint
-      fails here, before the first iteration) and hands it, with a weak reference to the unwrapped
-      model, to the model's DAT data preprocessor. The VQGAN never joins the model's module tree,
-      so it is not in checkpoints, the optimizer, EMA or weight initialisation.
-    * ``before_train_iter``: the iteration (for rank-identical random decisions), the eps /
-      step-size warm-up, and whether to collect statistics or keep examples this iteration.
-    * ``after_train_iter``: every ``vis_interval`` iterations, clean / reconstruction / adversarial
-      triplets go to the runner's visualizer (work dir, TensorBoard, ... as configured).
+      fails here, before the first iteration) and attaches it, with the unwrapped model, to the
+      model's DAT data preprocessor (:meth:`DATPreprocessorMixin.attach_dat`). The VQGAN never joins
+      the model's module tree: it is not in checkpoints, the optimizer, EMA or weight initialisation.
+    * ``before_train_iter``: hands the iteration's :class:`~mmdat.dat.DATIterationSettings` (warm-up
+      strength, statistics, examples) from :class:`~mmdat.dat.DATSchedule` to the preprocessor.
+    * ``after_train_iter``: takes the iteration's report (which fails if the adversarial losses never
+      reached the model's loss) and sends example triplets to the runner's visualizer.
 
     Args:
-        vqgan: config of the VQGAN, e.g. ``dict(type='VQGANPreset', preset='openimages-f8-16384',
+        vqgan (dict): config of the VQGAN, e.g. ``dict(type='VQGAN', preset='openimages-f8-16384',
             checkpoint='path/or/url')`` or ``dict(type='VQGAN', ch=..., checkpoint=...)``.
-        warmup_iters: linearly ramp eps and step size from 0 to their values over this many
-            iterations (0 = off, the paper's setting).
-        stats_interval: collect DAT statistics (perturbation norms, visual words changed, PSNR,
-            attack start loss) every this many iterations; None = the LoggerHook's interval.
-        vis_interval: send example triplets to the visualizer every this many iterations (0 = off).
-        vis_max_images: images per visualised batch.
+        warmup_iters (int): ramp eps and step size linearly from 0 over this many iterations
+            (0 = off, the paper's setting). Defaults to 0.
+        stats_interval (int, optional): log DAT statistics (perturbation norms, visual words changed,
+            PSNR, attack start loss) every this many iterations; None = the LoggerHook's interval.
+        vis_interval (int): send example triplets to the visualizer every this many iterations
+            (0 = off). Defaults to 0.
+        vis_max_images (int): images per visualised batch. Defaults to 2.
     """
 
     priority = 'NORMAL'
@@ -44,8 +47,8 @@ class DATHook(Hook):
         if not isinstance(vqgan, dict) or 'type' not in vqgan:
             raise TypeError(f"DATHook: vqgan must be a config dict with a 'type', got {vqgan!r}")
         checkpoint = vqgan.get('checkpoint')
-        if isinstance(checkpoint, str) and checkpoint != 'default' and '://' not in checkpoint \
-                and not os.path.isfile(checkpoint):
+        if isinstance(checkpoint, str) and checkpoint != 'default' and not is_checkpoint_url(checkpoint) \
+                and not os.path.isfile(os.path.expanduser(checkpoint)):
             raise FileNotFoundError(
                 f'DATHook: VQGAN checkpoint {checkpoint!r} does not exist. Download the published '
                 'checkpoint (see mmdat.models.VQGAN_PRESETS) or point vqgan.checkpoint at a local file.')
@@ -54,7 +57,7 @@ class DATHook(Hook):
         self.stats_interval = stats_interval
         self.vis_interval = int(vis_interval)
         self.vis_max_images = int(vis_max_images)
-        self._target_eps: Optional[tuple[float, float]] = None
+        self.schedule: Optional[DATSchedule] = None
         self._pre: Optional[DATPreprocessorMixin] = None
 
     @staticmethod
@@ -76,11 +79,12 @@ class DATHook(Hook):
         vqgan.requires_grad_(False).eval()
         seed = runner.seed if isinstance(getattr(runner, 'seed', None), int) else 0
         pre.attach_dat(model, vqgan, seed=seed)
-        attack = pre.dat_attack
-        self._target_eps = (attack.eps, attack.step_size)
-        if self.stats_interval is None:
+        stats_interval = self.stats_interval
+        if stats_interval is None:
             loggers = [h for h in runner.hooks if isinstance(h, LoggerHook)]
-            self.stats_interval = loggers[0].interval if loggers else 50
+            stats_interval = loggers[0].interval if loggers else 50
+        self.schedule = DATSchedule(self.warmup_iters, stats_interval or 0, self.vis_interval)
+        attack = pre.dat_attack
         n_params = sum(p.numel() for p in vqgan.parameters())
         print_log(f'DAT: VQGAN with {n_params / 1e6:.1f}M parameters on {device}; eps '
                   f'{attack.eps}, step size {attack.step_size}, steps {attack.steps}, norm '
@@ -88,26 +92,16 @@ class DATHook(Hook):
                   logger='current')
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        pre = self._pre
-        it = runner.iter
-        pre.dat_step = it
-        if self.warmup_iters > 0 and self._target_eps is not None:
-            ramp = min(1.0, (it + 1) / self.warmup_iters)
-            pre.dat_attack.eps = self._target_eps[0] * ramp
-            pre.dat_attack.step_size = self._target_eps[1] * ramp
-        pre.dat_collect_stats = bool(self.stats_interval) and (it + 1) % self.stats_interval == 0
-        pre.dat_keep_examples = self.vis_interval > 0 and (it + 1) % self.vis_interval == 0
+        self._pre.begin_dat_iteration(self.schedule.settings(runner.iter))
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        pre = self._pre
-        examples, pre.dat_last_examples = pre.dat_last_examples, None
-        pre.dat_keep_examples = False
-        if examples is not None:
-            grid = dat_triplet_grid(examples, self.vis_max_images)
+        report = self._pre.end_dat_iteration()
+        if report.examples is not None:
+            grid = dat_triplet_grid(report.examples, self.vis_max_images)
             runner.visualizer.add_image('dat_examples', grid, step=runner.iter + 1)
 
     def after_train(self, runner) -> None:
-        pre = self._pre
-        if pre.dat_skipped:
-            print_log(f'DAT: the adversarial half was skipped in {pre.dat_skipped} iterations '
+        skipped = self._pre.last_dat_report.skipped_total
+        if skipped:
+            print_log(f'DAT: the adversarial half was skipped in {skipped} iterations '
                       '(non-finite attack loss or gradient)', logger='current', level=30)

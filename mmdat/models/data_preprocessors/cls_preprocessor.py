@@ -3,6 +3,7 @@ from mmpretrain.models.utils.data_preprocessor import ClsDataPreprocessor
 
 from mmdat.registry import MODELS
 from .dat_mixin import DATPreprocessorMixin
+from .upstream import normalization_of, upstream_attribute
 
 
 @MODELS.register_module()
@@ -12,4 +13,8 @@ class DATClsDataPreprocessor(DATPreprocessorMixin, ClsDataPreprocessor):
     Config: change ``type`` and add ``dat=dict(...)``; every base setting still applies.
     """
 
-    _channel_flag = 'to_rgb'
+    def upstream_rgb(self) -> bool:
+        return bool(upstream_attribute(self, 'to_rgb'))
+
+    def upstream_normalization(self):
+        return normalization_of(self)

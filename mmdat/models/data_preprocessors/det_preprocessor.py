@@ -3,6 +3,7 @@ from mmdet.models.data_preprocessors import DetDataPreprocessor
 
 from mmdat.registry import MODELS
 from .dat_mixin import DATPreprocessorMixin
+from .upstream import normalization_of, upstream_attribute
 
 
 @MODELS.register_module()
@@ -14,4 +15,8 @@ class DATDetDataPreprocessor(DATPreprocessorMixin, DetDataPreprocessor):
     configs (``bgr_to_rgb=False``) are converted to RGB for the VQGAN and back.
     """
 
-    _channel_flag = '_channel_conversion'
+    def upstream_rgb(self) -> bool:
+        return bool(upstream_attribute(self, '_channel_conversion'))
+
+    def upstream_normalization(self):
+        return normalization_of(self)

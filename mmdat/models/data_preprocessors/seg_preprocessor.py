@@ -3,6 +3,7 @@ from mmseg.models.data_preprocessor import SegDataPreProcessor
 
 from mmdat.registry import MODELS
 from .dat_mixin import DATPreprocessorMixin
+from .upstream import normalization_of, upstream_attribute
 
 
 @MODELS.register_module()
@@ -10,4 +11,8 @@ class DATSegDataPreProcessor(DATPreprocessorMixin, SegDataPreProcessor):
     """``SegDataPreProcessor`` + DAT on each image's valid region; labels are never touched
     (``seg_pad_val`` / ignore index 255 stay as padded), image padding is restored bit for bit."""
 
-    _channel_flag = 'channel_conversion'
+    def upstream_rgb(self) -> bool:
+        return bool(upstream_attribute(self, 'channel_conversion'))
+
+    def upstream_normalization(self):
+        return normalization_of(self)

@@ -1,22 +1,22 @@
-"""Shared set-up of tools/train.py and tools/test.py (not a public API)."""
+"""Config loading and runner construction shared by ``tools/train.py`` and ``tools/test.py``."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
-import sys
 from pathlib import Path
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(ROOT))
-
-import mmdat  # noqa: E402,F401  (registers mmdat's modules, allow-lists checkpoint globals)
+from mmdat.engine.runner import CheckpointSafeRunner
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """The options every mmdat tool takes: work dir, config overrides, launcher."""
     parser.add_argument('--work-dir', help='directory for logs and checkpoints')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. train_cfg.max_iters=10')
@@ -42,7 +42,7 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 def setup_cpu_distributed(cfg: Config) -> None:
-    """Distributed training without GPUs (gloo): mmengine's launcher assumes CUDA devices.
+    """Distributed runs without GPUs (gloo): mmengine's launcher assumes CUDA devices.
 
     The process group is created here, before the Runner (which then skips its own init), and DDP
     is wrapped without device ids.
@@ -53,3 +53,20 @@ def setup_cpu_distributed(cfg: Config) -> None:
     wrapper = dict(cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel'))
     wrapper.update(device_ids=None, broadcast_buffers=False)
     cfg.model_wrapper_cfg = wrapper
+
+
+def build_runner(cfg: Config) -> Runner:
+    """The runner for ``cfg``: :class:`CheckpointSafeRunner` unless the config sets ``runner_type``.
+
+    ``CheckpointSafeRunner`` resumes and tests mmengine checkpoints under weights-only loading
+    without widening torch's allow-list for anything else. A custom ``runner_type`` is built as
+    mmengine's own tools do; a warning says that its loads get no such allowance.
+    """
+    if 'runner_type' in cfg:
+        runner = RUNNERS.build(cfg)
+        if not isinstance(runner, CheckpointSafeRunner):
+            print_log(f'runner_type={cfg.runner_type!r} is not a CheckpointSafeRunner: resuming or '
+                      'testing mmengine checkpoints may fail under weights-only loading',
+                      logger='current', level=logging.WARNING)
+        return runner
+    return CheckpointSafeRunner.from_cfg(cfg)

@@ -11,7 +11,7 @@ from PIL import Image
 from mmdat.assets import TINY_VQGAN_CHECKPOINT, TINY_VQGAN_CONFIG
 from mmdat.datasets import (CLASSIFICATION_CLASSES, DETECTION_CLASSES, make_shapes_ade20k,
                             make_shapes_classification, make_shapes_coco, sample_shape_images, shape_polygon)
-from mmdat.datasets.synthetic import MARKER_FILE
+from mmdat.datasets.shapes import MARKER_FILE
 from mmdat.models import VQGAN
 
 # Held-out PSNR of the shipped checkpoint measured by tools/train_tiny_vqgan.py minus a margin.

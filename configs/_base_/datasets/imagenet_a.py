@@ -1,0 +1,34 @@
+# ImageNet-A (Hendrycks et al., CVPR 2021): 7,500 natural adversarial examples of 200 ImageNet classes.
+# Layout (the released imagenet-a.tar unpacks to imagenet-a/; its README.txt is ignored):
+#   data/imagenet-a/<wnid>/*.jpg        exactly the 200 ImageNet-A wnids (mmdat/datasets/imagenet_lists/)
+# Labels: the position of the wnid among the 200 sorted wnids (0..199). Metric: SubsetAccuracy, i.e. the
+# model's 1000-way scores restricted to those 200 classes before the arg-max (hendrycks / easyrobust).
+# Preprocessing: short side 256 (bicubic, Pillow) + centre crop 224: the transform of easyrobust's
+# benchmarks/benchmark.py (crop_pct 0.875, --interpolation 3) with which DAT's published numbers were
+# measured; hendrycks' reference evaluation uses Resize(256) + CenterCrop(224) as well.
+# Use: evaluate a checkpoint without any config edit with
+#   python tools/test.py CONFIG CKPT --ood imagenet-a
+# or make this file a _base_ of a test config of an ImageNet-1k classifier. It defines only
+# test_dataloader, test_evaluator and imagenet_a_* variables: compose it with bases that define
+# neither of the two, and set data_preprocessor as the model was trained:
+#   _base_ = ['mmpretrain::_base_/models/resnet50.py', 'mmpretrain::_base_/default_runtime.py',
+#             'path/to/mmdat/configs/_base_/datasets/imagenet_a.py']
+#   custom_imports = dict(imports=['mmdat'], allow_failed_imports=False)
+#   data_preprocessor = dict(num_classes=1000, mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+#                            to_rgb=True)
+#   test_cfg = dict()
+imagenet_a_root = 'data/imagenet-a'
+imagenet_a_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=224),
+    dict(type='PackInputs'),
+]
+test_dataloader = dict(
+    batch_size=32,
+    num_workers=5,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='ImageNetA', data_root=imagenet_a_root, pipeline=imagenet_a_pipeline,
+                 test_mode=True))
+test_evaluator = dict(type='SubsetAccuracy', subset='imagenet-a', num_classes=1000, topk=(1, 5))

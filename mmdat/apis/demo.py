@@ -1,0 +1,512 @@
+"""The embedded-default demo: plain vs DAT training on the built-in shapes data, then a robustness test.
+
+For one task (``'cls'``, ``'det'`` or ``'seg'``) :func:`run_demo` writes the built-in dataset
+(deterministic), trains the tiny demo model twice with the same seed, data order and budget --
+once plainly (the DAT preprocessor with ``enabled=False``) and once with DAT --, evaluates both on
+the clean test split and under ImageNet-C-style corruptions, and writes into its work dir:
+
+* ``results.json`` (every number) and ``results.txt`` (the side-by-side table),
+* ``dat_examples.png``: clean / VQGAN reconstruction / adversarial triplets of the DAT run,
+* ``accuracy_vs_severity.png``: the metric of both models against the corruption severity,
+* ``plain/`` and ``dat/``: the two runs' logs, checkpoints and robustness results.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import numbers
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.logging import MMLogger
+from mmengine.runner import IterBasedTrainLoop
+
+from mmdat.datasets import make_shapes_ade20k, make_shapes_classification, make_shapes_coco
+from mmdat.datasets.transforms.corruption import BENCHMARK_CORRUPTIONS, resolve_corruptions
+from mmdat.robustness import RESULT_FILE, run_corruption_benchmark
+from .runner import build_runner
+
+__all__ = ['DEMO_TASKS', 'BENCHMARK_CORRUPTIONS', 'DemoTask', 'DemoProgressHook', 'build_demo_data',
+           'demo_config', 'evaluate_corruptions', 'summarize', 'format_table', 'run_demo']
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+Log = Callable[[str], None]
+
+
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+class _LogLinesOnly(io.TextIOBase):
+    """A stdout that forwards mmengine's log lines and the demo's own ``[...]`` lines only.
+
+    Third-party prints during training and testing (pycocotools' evaluation report, mmengine's
+    checkpoint loading notice) would otherwise bury the demo's progress.
+    """
+
+    def __init__(self, stream) -> None:
+        super().__init__()
+        self.stream = stream
+        self._pending = ''
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.split('\n')
+        for line in lines:
+            if line.startswith('[') or ' - mmengine - ' in line:
+                self.stream.write(line + '\n')
+        self.stream.flush()
+        return len(text)
+
+
+@dataclass(frozen=True)
+class DemoTask:
+    """One task of the demo.
+
+    Args:
+        config: the demo config, relative to the repository root.
+        data_root: default dataset directory (relative to the current directory).
+        metric: key of the metric in ``runner.test()``'s result.
+        metric_name: how the table names it.
+        metric_scale: factor that turns the metric into percent.
+        sizes: default (train, val) sizes of the dataset, in units of ``size_key``.
+        size_key: the builder's size argument ('num_per_class' or 'num_images').
+        data: further keyword arguments of the dataset builder.
+    """
+
+    config: str
+    data_root: str
+    metric: str
+    metric_name: str
+    metric_scale: float = 1.0
+    sizes: tuple = (0, 0)
+    size_key: str = 'num_images'
+    data: Mapping = field(default_factory=dict)
+
+
+DEMO_TASKS: dict[str, DemoTask] = {
+    'cls': DemoTask('configs/demo/resnet-tiny_dat_shapes.py', 'data/shapes_cls', 'accuracy/top1', 'top-1',
+                    sizes=(1000, 50), size_key='num_per_class', data=dict(size=32)),
+    'det': DemoTask('configs/demo/faster-rcnn-tiny_dat_shapes.py', 'data/shapes_coco', 'coco/bbox_mAP',
+                    'box AP', metric_scale=100.0, sizes=(200, 50)),
+    'seg': DemoTask('configs/demo/fcn-tiny_dat_shapes.py', 'data/shapes_ade20k', 'mIoU', 'mIoU',
+                    sizes=(400, 50)),
+}
+
+
+def _task(task: str) -> DemoTask:
+    if task not in DEMO_TASKS:
+        raise ValueError(f'unknown demo task {task!r}; choose one of {sorted(DEMO_TASKS)}')
+    return DEMO_TASKS[task]
+
+
+def build_demo_data(task: str, data_root: Union[str, Path], seed: int = 0, num_train: Optional[int] = None,
+                    num_val: Optional[int] = None) -> dict:
+    """Write the built-in dataset of ``task`` (returns at once when it is already there).
+
+    Args:
+        task: 'cls', 'det' or 'seg'.
+        data_root: where to write it.
+        seed: dataset seed.
+        num_train, num_val: split sizes (images per class for 'cls', images for 'det'/'seg').
+            Default to the task's.
+
+    Returns:
+        the builder's description of the dataset.
+    """
+    spec = _task(task)
+    sizes = dict(train=spec.sizes[0] if num_train is None else int(num_train),
+                 val=spec.sizes[1] if num_val is None else int(num_val))
+    if min(sizes.values()) < 1:
+        raise ValueError(f'the demo needs at least one image per split (and class), got {sizes}')
+    builder = dict(cls=make_shapes_classification, det=make_shapes_coco, seg=make_shapes_ade20k)[task]
+    return builder(data_root, **{spec.size_key: sizes}, seed=seed, **spec.data)
+
+
+def demo_config(task: str, work_dir: Union[str, Path], data_root: Union[str, Path], dat: bool,
+                cfg_options: Optional[dict] = None, seed: int = 0, verbose: bool = False) -> Config:
+    """The demo config of ``task`` pointed at ``data_root``, with DAT on or off.
+
+    Args:
+        task: 'cls', 'det' or 'seg'.
+        work_dir: the run's work dir.
+        data_root: the dataset written by :func:`build_demo_data`.
+        dat: train with DAT (False: the same preprocessor with ``dat.enabled=False``).
+        cfg_options: overrides merged last (e.g. ``{'train_cfg.max_epochs': 1}``).
+        seed: the run's seed (``randomness.seed``), the same for both runs.
+        verbose: keep mmengine's INFO logging (default: warnings only; the demo prints progress).
+    """
+    spec = _task(task)
+    path = REPO_ROOT / spec.config
+    if not path.is_file():
+        raise FileNotFoundError(f'demo config {path} not found: the demo runs from a source checkout '
+                                '(pip install -e .)')
+    cfg = Config.fromfile(str(path))
+    data_root = str(data_root)
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[name].dataset.data_root = data_root
+    if task == 'det':
+        ann = str(Path(data_root) / 'annotations' / 'instances_val.json')
+        cfg.val_evaluator.ann_file = ann
+        cfg.test_evaluator.ann_file = ann
+    preprocessor = cfg.data_preprocessor if task == 'cls' else cfg.model.data_preprocessor
+    preprocessor.dat.enabled = bool(dat)
+    cfg.work_dir = str(work_dir)
+    if cfg.get('visualizer'):  # mmdet/mmseg name theirs 'visualizer': the second run would reuse the first's
+        cfg.visualizer.name = f'mmdat_demo_{"dat" if dat else "plain"}_{time.time_ns()}'
+    cfg.randomness = dict(seed=seed)
+    cfg.log_level = 'INFO' if verbose else 'WARNING'
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+class DemoProgressHook(Hook):
+    """One line per epoch (or per ``interval`` iterations of iteration-based loops) with loss and ETA.
+
+    Args:
+        label: name of the run in the lines.
+        log: where the lines go. Defaults to ``print``.
+        interval: iterations between lines of an iteration-based loop. Defaults to 50.
+    """
+
+    priority = 'VERY_LOW'
+
+    def __init__(self, label: str, log: Log = _print, interval: int = 50) -> None:
+        self.label = label
+        self.log = log
+        self.interval = int(interval)
+        self._start = 0.0
+        self._start_iter = 0
+
+    def before_train(self, runner) -> None:
+        self._start = time.perf_counter()
+        self._start_iter = runner.iter
+
+    def _loss(self, runner) -> str:
+        try:
+            return f'loss {runner.message_hub.get_scalar("train/loss").mean(self.interval):.4f}'
+        except KeyError:
+            return 'loss n/a'
+
+    def _report(self, runner, where: str, iters_done: int) -> None:
+        done = iters_done - self._start_iter
+        elapsed = time.perf_counter() - self._start
+        left = max(runner.max_iters - iters_done, 0) * elapsed / max(done, 1)
+        self.log(f'[{self.label}] {where}  {self._loss(runner)}  {elapsed:5.0f}s elapsed, '
+                 f'ETA {_duration(left)} for this run')
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        done = runner.iter + 1  # mmengine counts the iteration after the hooks
+        if isinstance(runner.train_loop, IterBasedTrainLoop) and (done % self.interval == 0
+                                                                  or done == runner.max_iters):
+            self._report(runner, f'iter {done}/{runner.max_iters}', done)
+
+    def after_train_epoch(self, runner) -> None:
+        if not isinstance(runner.train_loop, IterBasedTrainLoop):  # epochs count up after the hooks, iterations before
+            self._report(runner, f'epoch {runner.epoch + 1}/{runner.max_epochs}', runner.iter)
+
+    def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
+        if metrics:
+            values = {k: v.item() if hasattr(v, 'item') else v for k, v in metrics.items()}  # numpy/torch scalars
+            shown = ', '.join(f'{k} {v:.4g}' for k, v in values.items() if isinstance(v, numbers.Real))
+            self.log(f'[{self.label}] validation: {shown}')
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f'{seconds // 60}m{seconds % 60:02d}s'
+
+
+class _OnlyProgress(logging.Filter):
+    """Lets through warnings and the robustness benchmark's per-cell progress lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or str(record.getMessage()).startswith('robustness [')
+
+
+@contextlib.contextmanager
+def _progress_logging(enabled: bool):
+    """Show the benchmark's progress lines (INFO) even when the runner logs warnings only."""
+    if not enabled:
+        yield
+        return
+    logger = MMLogger.get_current_instance()
+    levels = [(h, h.level) for h in logger.handlers]
+    flt = _OnlyProgress()
+    for handler, _ in levels:
+        handler.setLevel(logging.INFO)
+        handler.addFilter(flt)
+    try:
+        yield
+    finally:
+        for handler, level in levels:
+            handler.setLevel(level)
+            handler.removeFilter(flt)
+
+
+def evaluate_corruptions(runner, metric: str, corruptions: Sequence[str], severities: Sequence[int],
+                         work_dir: Union[str, Path], seed: int = 0, quiet: bool = True) -> dict:
+    """Clean and corrupted test results of a trained runner, through the robustness benchmark.
+
+    Calls :func:`mmdat.robustness.run_corruption_benchmark` on the runner's last checkpoint
+    (corruptions applied on the fly right after image loading, seeded per image: both demo models
+    see the same corrupted images); it writes ``<work_dir>/robustness.json`` and its report.
+
+    Args:
+        runner: a trained runner (its ``work_dir`` holds ``last_checkpoint``).
+        metric: the metric to return (a key of the test evaluator's results).
+        corruptions: imagecorruptions names.
+        severities: severities in 1..5.
+        work_dir: where the benchmark's files go.
+        seed: corruption seed. Defaults to 0.
+        quiet: show only the benchmark's per-cell progress lines of its log. Defaults to True.
+
+    Returns:
+        dict(clean=value, corruptions={name: {severity: value}}).
+    """
+    last = Path(runner.work_dir) / 'last_checkpoint'
+    if not last.is_file():
+        raise FileNotFoundError(f'{last} not found: the run saved no checkpoint to evaluate')
+    runner.cfg.load_from = last.read_text().strip()
+    with _progress_logging(quiet):
+        record = run_corruption_benchmark(runner, list(corruptions), [int(s) for s in severities], work_dir,
+                                          seed=seed)
+    results = record['results']
+    if metric not in results['clean']['0']:
+        raise KeyError(f'the test evaluator reported no {metric!r}: {sorted(results["clean"]["0"])}')
+    return dict(clean=float(results['clean']['0'][metric]),
+                corruptions={c: {int(s): float(results[c][str(s)][metric]) for s in severities}
+                             for c in corruptions})
+
+
+def summarize(results: Mapping[str, dict], scale: float = 1.0) -> dict:
+    """Per-model summary of :func:`evaluate_corruptions` results, in percent.
+
+    ``results`` maps model name -> results; the first model is the reference of the relative mCE:
+    ``CE_c = sum_s error(c, s) / sum_s error_ref(c, s)`` with ``error = 100 - metric``, mean over
+    corruptions, x 100 (the reference model scores 100). A corruption on which the reference makes
+    no error at all is left out of the mean (and listed under ``mce_excluded``).
+    ``relative_robustness`` is mean corrupted / clean x 100 (COCO-C's rPC).
+    """
+    names = list(results)
+    ref = results[names[0]]
+    corruptions = list(ref['corruptions'])
+    summary = {}
+    for name in names:
+        res = results[name]
+        per = {c: {int(s): v * scale for s, v in res['corruptions'][c].items()} for c in corruptions}
+        values = [v for row in per.values() for v in row.values()]
+        severities = sorted({s for row in per.values() for s in row})
+        ces, excluded = [], []
+        for c in corruptions:
+            ref_err = sum(100 - v * scale for v in ref['corruptions'][c].values())
+            err = sum(100 - v for v in per[c].values())
+            if ref_err <= 0:
+                excluded.append(c)
+                continue
+            ces.append(100 * err / ref_err)
+        summary[name] = dict(
+            clean=res['clean'] * scale,
+            mean_corrupted=float(np.mean(values)) if values else float('nan'),
+            relative_robustness=(100 * float(np.mean(values)) / (res['clean'] * scale)
+                                 if values and res['clean'] > 0 else float('nan')),
+            relative_mce=float(np.mean(ces)) if ces else float('nan'),
+            mce_excluded=excluded,
+            per_corruption={c: float(np.mean(list(per[c].values()))) for c in corruptions},
+            per_severity={s: float(np.mean([per[c][s] for c in corruptions if s in per[c]])) for s in severities},
+            raw=per)
+    return summary
+
+
+def format_table(summary: Mapping[str, dict], metric_name: str) -> str:
+    """Side-by-side table of :func:`summarize`'s output."""
+    names = list(summary)
+    first = summary[names[0]]
+    width = max(20, *(len(c) + 2 for c in first['per_corruption']))
+
+    def row(label: str, values: Sequence[float], fmt: str = '{:>9.2f}') -> str:
+        return f'{label:<{width}}' + ''.join(fmt.format(v) for v in values)
+
+    sev = ','.join(str(s) for s in first['per_severity'])
+    lines = [f'{metric_name + " (%)":<{width}}' + ''.join(f'{n:>9}' for n in names),
+             row('clean', [summary[n]['clean'] for n in names]),
+             row('mean corrupted', [summary[n]['mean_corrupted'] for n in names]),
+             row('corrupted / clean', [summary[n]['relative_robustness'] for n in names], '{:>9.1f}'),
+             row(f'mCE vs {names[0]}', [summary[n]['relative_mce'] for n in names], '{:>9.1f}'),
+             f'-- per corruption (mean over severities {sev}) --']
+    lines += [row(c, [summary[n]['per_corruption'][c] for n in names]) for c in first['per_corruption']]
+    lines.append('-- per severity (mean over corruptions) --')
+    lines += [row(f'severity {s}', [summary[n]['per_severity'][s] for n in names]) for s in first['per_severity']]
+    if first['mce_excluded']:
+        lines.append(f'(mCE leaves out {", ".join(first["mce_excluded"])}: no error of {names[0]})')
+    return '\n'.join(lines)
+
+
+def plot_severity(summary: Mapping[str, dict], metric_name: str, path: Union[str, Path],
+                  title: str = '') -> Path:
+    """PNG of the metric against corruption severity (0 = clean) for every model."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=100)
+    for (name, s), colour in zip(summary.items(), ('tab:gray', 'tab:red', 'tab:blue', 'tab:green')):
+        xs = [0, *s['per_severity']]
+        ys = [s['clean'], *s['per_severity'].values()]
+        ax.plot(xs, ys, 'o-', color=colour, lw=2, label=f'{name} (mean corrupted {s["mean_corrupted"]:.1f})')
+        lows = [s['clean'], *(min(r[k] for r in s['raw'].values()) for k in s['per_severity'])]
+        ax.fill_between(xs, lows, ys, color=colour, alpha=0.08)
+    ax.set_xlabel('corruption severity (0 = clean)')
+    ax.set_ylabel(f'{metric_name} (%), mean over corruptions')
+    ax.set_title(title or f'{metric_name} under corruptions (shaded: down to the worst corruption)', fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def save_dat_examples(run_dir: Union[str, Path], path: Union[str, Path], scale: int = 4) -> Optional[Path]:
+    """The last clean / reconstruction / adversarial grid that DATHook sent to the visualizer, as a PNG.
+
+    The grid (``vis_data/vis_image/dat_examples_<iter>.png`` of the run's log dir) is enlarged
+    ``scale`` times (nearest neighbour) and titled. Returns None when the run wrote none.
+    """
+    found = sorted(Path(run_dir).glob('*/vis_data/vis_image/dat_examples_*.png'),
+                   key=lambda p: (p.parent.parent.parent.name, int(p.stem.rsplit('_', 1)[1])))
+    if not found:
+        return None
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from PIL import Image
+    grid = np.asarray(Image.open(found[-1]).convert('RGB'))
+    step = found[-1].stem.rsplit('_', 1)[1]
+    h, w = grid.shape[:2]
+    fig = plt.figure(figsize=(w * scale / 100, h * scale / 100 + 0.45), dpi=100)
+    ax = fig.add_axes((0, 0, 1, h * scale / (h * scale + 45)))
+    ax.imshow(grid, interpolation='nearest')
+    ax.set_axis_off()
+    fig.text(0.5, 1 - 0.2 / (h * scale / 100 + 0.45),
+             f'clean | VQGAN reconstruction | DAT adversarial (iteration {step})', ha='center', va='center',
+             fontsize=9)
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def train_model(cfg: Config, label: str, log: Log = _print, progress_interval: int = 50):
+    """Build the runner of ``cfg``, train it with a :class:`DemoProgressHook`; returns the runner."""
+    runner = build_runner(cfg)
+    runner.register_hook(DemoProgressHook(label, log, progress_interval))
+    runner.train()
+    return runner
+
+
+def run_demo(task: str = 'cls', work_dir: Union[str, Path] = 'work_dirs/demo/cls',
+             data_root: Optional[Union[str, Path]] = None,
+             corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS, severities: Sequence[int] = (1, 2, 3, 4, 5),
+             seed: int = 0, num_train: Optional[int] = None, num_val: Optional[int] = None,
+             cfg_options: Optional[dict] = None,
+             verbose: bool = False, log: Optional[Log] = None) -> dict:
+    """The whole demo for one task; returns the summary and writes the files listed in the module docstring.
+
+    Args:
+        task: 'cls', 'det' or 'seg'.
+        work_dir: output directory.
+        data_root: dataset directory. Defaults to the task's (``data/shapes_cls``, ...).
+        corruptions: imagecorruptions names. Defaults to the 15 ImageNet-C benchmark corruptions.
+        severities: severities in 1..5. Defaults to all five.
+        seed: seed of the data and of both runs.
+        num_train, num_val: dataset sizes (see :func:`build_demo_data`). Default to the task's.
+        cfg_options: config overrides for both runs (e.g. a shorter schedule).
+        verbose: keep mmengine's INFO logging.
+        log: where progress lines go. Defaults to printing them (to the stdout of the call: unless
+            ``verbose``, other prints during the runs are dropped, mmengine's log lines kept).
+
+    Returns:
+        dict(task, metric, summary={'plain': ..., 'DAT': ...}, table, files, seconds).
+    """
+    spec = _task(task)
+    if log is None:
+        stdout = sys.stdout
+        log = lambda message: print(message, file=stdout, flush=True)  # noqa: E731
+    if not corruptions or not severities:
+        raise ValueError('the demo needs at least one corruption and one severity')
+    corruptions = resolve_corruptions(corruptions)  # checks the names before any training
+    if any(isinstance(s, bool) or int(s) != s or not 1 <= int(s) <= 5 for s in severities):
+        raise ValueError(f'severities must be integers in 1..5, got {list(severities)}')
+    severities = sorted({int(s) for s in severities})
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    data_root = Path(data_root or spec.data_root)
+    times = {}
+    t0 = time.perf_counter()
+    log(f'[demo] {task}: writing the built-in dataset to {data_root}')
+    info = build_demo_data(task, data_root, seed, num_train, num_val)
+    times['data'] = time.perf_counter() - t0
+    log(f'[demo] dataset ready ({_describe(info)}) in {times["data"]:.1f}s')
+
+    raw = {}
+    for name, dat in (('plain', False), ('DAT', True)):
+        quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(_LogLinesOnly(sys.stdout))
+        with quiet:
+            t = time.perf_counter()
+            cfg = demo_config(task, work_dir / name.lower(), data_root, dat, cfg_options, seed, verbose)
+            log(f'[demo] training the {name} model ({spec.config}, DAT {"on" if dat else "off"})')
+            runner = train_model(cfg, name, log)
+            times[f'train {name}'] = time.perf_counter() - t
+            t = time.perf_counter()
+            # the benchmark resumes from a record of the same checkpoint path: a new model must not reuse it
+            (work_dir / name.lower() / RESULT_FILE).unlink(missing_ok=True)
+            log(f'[demo] evaluating the {name} model: clean, then {len(corruptions)} corruptions x '
+                f'severities {",".join(map(str, severities))}')
+            raw[name] = evaluate_corruptions(runner, spec.metric, corruptions, severities, work_dir / name.lower(),
+                                             seed=seed, quiet=not verbose)
+            times[f'evaluate {name}'] = time.perf_counter() - t
+            del runner
+        corrupted = np.mean([v for row in raw[name]['corruptions'].values() for v in row.values()])
+        log(f'[demo] {name}: clean {spec.metric_name} {raw[name]["clean"] * spec.metric_scale:.2f}, '
+            f'mean under corruptions {corrupted * spec.metric_scale:.2f}')
+
+    summary = summarize(raw, spec.metric_scale)
+    table = format_table(summary, spec.metric_name)
+    files = dict(results=work_dir / 'results.json', table=work_dir / 'results.txt',
+                 severity_plot=plot_severity(summary, spec.metric_name, work_dir / 'accuracy_vs_severity.png'),
+                 dat_examples=save_dat_examples(work_dir / 'dat', work_dir / 'dat_examples.png'))
+    times['total'] = time.perf_counter() - t0
+    header = (f'DAT demo ({task}): plain vs DAT, same seed, data order and budget; {spec.metric_name} on '
+              f'{_describe(info, "val")} held-out images, clean and under {len(corruptions)} corruptions')
+    files['table'].write_text(header + '\n' + table + '\n')
+    out = dict(task=task, metric=spec.metric, metric_name=spec.metric_name, seed=seed,
+               corruptions=list(corruptions), severities=[int(s) for s in severities],
+               summary=summary, table=table, seconds=times,
+               files={k: (str(v) if v is not None else None) for k, v in files.items()})
+    files['results'].write_text(json.dumps(out, indent=1))
+    log(f'\n{header}\n{table}\n')
+    log('[demo] time: ' + ', '.join(f'{k} {v:.0f}s' for k, v in times.items()))
+    for key in ('dat_examples', 'severity_plot', 'table', 'results'):
+        log(f'[demo] {key.replace("_", " ")}: {files[key] if files[key] is not None else "none written"}')
+    return out
+
+
+def _describe(info: dict, split: Optional[str] = None) -> str:
+    splits = info.get('splits', {})
+    if split is not None:
+        return str(splits.get(split, {}).get('num_images', '?'))
+    return ', '.join(f'{k}: {v.get("num_images")} images' for k, v in splits.items())

@@ -1,0 +1,454 @@
+"""Corruption benchmarks (ImageNet-C, COCO-C, ADE20K-C) on a built mmengine ``Runner``.
+
+:func:`run_corruption_benchmark` evaluates the runner's checkpoint on the clean test set
+(severity 0, always) and on every (corruption, severity) cell, from one of three sources:
+
+* on the fly (``source=None``): :class:`~mmdat.datasets.transforms.ImageCorruption` is inserted
+  right after the image-loading transform of the test pipeline (found by type), so images are
+  corrupted at their original resolution and ground truth is untouched (all task families);
+* released ImageNet-C folders (``<source>/<corruption>/<severity>/<wnid>/*.JPEG``, already
+  224x224): evaluated without the pipeline's Resize/CenterCrop unless ``imagenet_c_resize``
+  asks for easyrobust's Resize(256, bicubic) + CenterCrop(224) (classification);
+* copies written by ``tools/dataset_converters/make_corrupted.py``
+  (``<source>/<corruption>/<severity>/`` mirrors the data root, annotation files included).
+
+Every finished cell is written at once to ``<work_dir>/robustness.json`` (atomically, by rank 0);
+running the same benchmark again skips the cells found there. At the end the aggregates (P, mPC,
+rPC; CE, mCE and relative mCE for classification), a Markdown table and a plot are written next to
+it (see :mod:`mmdat.robustness.report`).
+"""
+from __future__ import annotations
+
+import copy
+import datetime
+import numbers
+import os
+import os.path as osp
+import time
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+from mmengine.dist import barrier, broadcast_object_list, is_main_process
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+
+from mmdat.datasets.transforms.corruption import resolve_corruptions
+from .report import (RESULT_FILE, atomic_write_json, load_record, summarize_record, write_report)
+
+__all__ = ['run_corruption_benchmark', 'resolve_severities', 'task_family', 'insert_corruption',
+           'RESULT_FILE']
+
+# Transforms that change the geometry of classification inputs: dropped for the released
+# ImageNet-C images, which are already 224x224 (Hendrycks' test.py applies no Resize).
+GEOMETRIC_TRANSFORMS = ('Resize', 'ResizeEdge', 'RandomResize', 'RandomResizedCrop', 'CenterCrop',
+                        'RandomCrop', 'EfficientNetCenterCrop', 'EfficientNetRandomCrop',
+                        'RandomChoiceResize', 'FixScaleResize', 'ResizeShortestEdge')
+# easyrobust's benchmark.py: Resize(int(224 / 0.875) = 256, bicubic) + CenterCrop(224), in PIL.
+EASYROBUST_RESIZE = [dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
+                     dict(type='CenterCrop', crop_size=224)]
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
+CLEAN = 'clean'
+FAMILIES = {'mmpretrain': 'classification', 'mmdet': 'detection', 'mmseg': 'segmentation'}
+
+
+def resolve_severities(severities: Sequence[int]) -> list[int]:
+    """Check severities (integers 0..5) and add the clean pass (0); sorted, no duplicates."""
+    out = {0}
+    for s in severities:
+        if isinstance(s, bool) or not (isinstance(s, numbers.Integral) or isinstance(s, str) and s.isdigit()):
+            raise ValueError(f'severities must be integers 0..5, got {s!r}')
+        if not 0 <= int(s) <= 5:
+            raise ValueError(f'severity {s} is outside 0..5 (0 is the clean pass)')
+        out.add(int(s))
+    return sorted(out)
+
+
+def task_family(runner) -> str:
+    """``'classification'``, ``'detection'`` or ``'segmentation'``, from the model's classes."""
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    for cls in type(model).__mro__:
+        family = FAMILIES.get(cls.__module__.split('.')[0])
+        if family:
+            return family
+    family = FAMILIES.get(str(runner.cfg.get('default_scope')))
+    if family is None:
+        raise ValueError(f'cannot tell the task family of {type(model).__name__} (neither an mmpretrain, '
+                         'mmdet nor mmseg model, and default_scope is none of theirs)')
+    return family
+
+
+# ----------------------------------------------------------------------------- dataset configs
+def _type_name(transform: dict) -> str:
+    t = transform.get('type', '')
+    return (t if isinstance(t, str) else getattr(t, '__name__', str(t))).split('.')[-1]
+
+
+def _is_loader(transform: dict) -> bool:
+    name = _type_name(transform)
+    return name.startswith('Load') and 'Image' in name
+
+
+def _datasets(dataset_cfg: dict) -> list[dict]:
+    """The innermost dataset configs (those with the pipeline), through dataset wrappers."""
+    if 'pipeline' in dataset_cfg or not ('dataset' in dataset_cfg or 'datasets' in dataset_cfg):
+        return [dataset_cfg]
+    inner = dataset_cfg.get('datasets') or [dataset_cfg['dataset']]
+    return [d for sub in inner for d in _datasets(sub)]
+
+
+def insert_corruption(dataset_cfg: dict, corruption: str, severity: int, seed: int = 0,
+                      legacy_bgr: bool = False) -> dict:
+    """A copy of ``dataset_cfg`` whose pipelines corrupt images right after loading them.
+
+    The loading transform is found by type (``Load*Image*``, e.g. ``LoadImageFromFile``), not by
+    position; a pipeline without one is an error.
+    """
+    dataset_cfg = copy.deepcopy(dataset_cfg)
+    for ds in _datasets(dataset_cfg):
+        pipeline = list(ds.get('pipeline') or [])
+        loaders = [i for i, t in enumerate(pipeline) if _is_loader(t)]
+        if not loaders:
+            raise ValueError('cannot corrupt on the fly: the test pipeline has no image-loading transform '
+                             f'(Load*Image*); its transforms are {[_type_name(t) for t in pipeline]}')
+        pipeline.insert(loaders[0] + 1, dict(type='ImageCorruption', corruption=corruption,
+                                             severity=severity, seed=seed, legacy_bgr=legacy_bgr))
+        ds['pipeline'] = pipeline
+    return dataset_cfg
+
+
+def _relative(path, root) -> Optional[str]:
+    """``path`` relative to ``root`` when it is a relative path or lies inside root, else None."""
+    if not path or not isinstance(path, str):
+        return None
+    if not osp.isabs(path):
+        return path
+    if root and osp.abspath(path).startswith(osp.abspath(root) + os.sep):
+        return osp.relpath(path, root)
+    return None
+
+
+def _scan_class_folders(folder: Path, classes: Sequence[str]) -> list[tuple[str, int]]:
+    """(relative image path, label) of an ImageNet-C ``<class folder>/<image>`` directory.
+
+    Class folders named after the dataset's classes get those labels; otherwise (ImageNet wnids)
+    the label is the position in the sorted folder list, as ImageNet's own labels are.
+    """
+    subdirs = sorted(e.name for e in os.scandir(folder) if e.is_dir())
+    if not subdirs:
+        raise ValueError(f'{folder} holds no class folders (expected <class>/<image> files)')
+    if classes and set(subdirs) <= set(classes):
+        labels = {name: list(classes).index(name) for name in subdirs}
+    elif not classes or len(subdirs) == len(classes):
+        labels = {name: i for i, name in enumerate(subdirs)}
+    else:
+        raise ValueError(f'{folder} has {len(subdirs)} class folders but the test set has {len(classes)} '
+                         'classes (and the folders are not named after them)')
+    samples = []
+    for name in subdirs:
+        files = sorted(e.name for e in os.scandir(folder / name)
+                       if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS))
+        samples += [(f'{name}/{f}', labels[name]) for f in files]
+    if not samples:
+        raise ValueError(f'{folder} holds no images')
+    return samples
+
+
+class _CellSource:
+    """How the dataset config of one (corruption, severity) cell is made."""
+
+    def __init__(self, loader_cfg: dict, task: str, classes: Sequence[str], work_dir: Path,
+                 source: Optional[str], seed: int, legacy_bgr: bool, imagenet_c_resize: bool) -> None:
+        self.loader_cfg, self.task, self.classes = loader_cfg, task, tuple(classes or ())
+        self.seed, self.legacy_bgr, self.resize = seed, legacy_bgr, imagenet_c_resize
+        self.source = None if source is None else Path(source).resolve()
+        self.ann_dir = work_dir / 'imagenet_c_annotations'
+        self._annotations: dict[tuple[str, int], str] = {}
+        datasets = _datasets(loader_cfg['dataset'])
+        self.loader_name = next((_type_name(t) for t in datasets[0].get('pipeline') or [] if _is_loader(t)), None)
+        if self.source is None:
+            self.kind = 'on-the-fly'
+            if imagenet_c_resize:
+                raise ValueError('imagenet_c_resize (--imagenet-c-resize) applies to ImageNet-C folders '
+                                 '(a corruption source), not to on-the-fly corruption')
+            insert_corruption(loader_cfg['dataset'], 'gaussian_noise', 1)  # no loader: a clear error now
+            return
+        if legacy_bgr:
+            raise ValueError('legacy_bgr (--legacy-bgr) applies to on-the-fly corruption only: the images '
+                             f'in {self.source} are already corrupted')
+        if not self.source.is_dir():
+            raise FileNotFoundError(f'corruption source {self.source} is not a directory')
+        if len(datasets) != 1:
+            raise ValueError('a corruption source needs a test set of one dataset (no dataset wrappers)')
+        self.dataset = datasets[0]
+        ann = _relative(self.dataset.get('ann_file'), self.dataset.get('data_root'))
+        self.ann_rel = ann
+        # released ImageNet-C: class folders, no annotation file; make_corrupted copies keep theirs
+        self.kind = 'copy'
+        if task == 'classification' and not (ann and any(self.source.glob(f'*/[1-5]/{ann}'))):
+            self.kind = 'imagenet-c'
+        if imagenet_c_resize and self.kind != 'imagenet-c':
+            raise ValueError('imagenet_c_resize (--imagenet-c-resize) applies to released ImageNet-C '
+                             f'folders (<class>/<image> without annotation file); {self.source} holds copies')
+
+    def describe(self) -> str:
+        if self.kind == 'on-the-fly':
+            order = 'the BGR array as loaded (mmdet legacy)' if self.legacy_bgr else 'RGB'
+            return (f'on-the-fly corruption of the config test set right after {self.loader_name} '
+                    f'(original resolution, {order}, seed {self.seed}), then the config test pipeline')
+        if self.kind == 'imagenet-c':
+            how = ('easyrobust preprocessing: Resize(256, bicubic) + CenterCrop(224) of the stored images'
+                   if self.resize else 'images as stored (no Resize/CenterCrop)')
+            return f'ImageNet-C folders {self.source}/<corruption>/<severity>/<class>/*, {how}'
+        return f'pre-generated copies {self.source}/<corruption>/<severity>/ with the config test pipeline'
+
+    def check(self, corruption: str, severity: int) -> Optional[str]:
+        """Why the cell cannot run (a missing folder or annotation file), or None."""
+        if self.source is None:
+            return None
+        folder = self.source / corruption / str(severity)
+        if not folder.is_dir():
+            return f'missing folder {folder}'
+        if self.kind == 'copy':
+            if self.ann_rel and not (folder / self.ann_rel).is_file():
+                return f'missing annotation file {folder / self.ann_rel}'
+            prefix = self.dataset.get('data_prefix') or {}
+            for rel in ([prefix] if isinstance(prefix, str) else list(prefix.values())):
+                rel = _relative(rel, self.dataset.get('data_root'))
+                if rel and not (folder / rel).is_dir():
+                    return f'missing folder {folder / rel}'
+        return None
+
+    def loader(self, corruption: str, severity: int) -> dict:
+        """The test dataloader config of one cell (severity 0: the config's own)."""
+        cfg = copy.deepcopy(self.loader_cfg)
+        cfg['persistent_workers'] = False  # each cell's loader is used once
+        if severity == 0:
+            return cfg
+        if self.source is None:
+            cfg['dataset'] = insert_corruption(cfg['dataset'], corruption, severity, self.seed, self.legacy_bgr)
+            return cfg
+        folder = self.source / corruption / str(severity)
+        ds = cfg['dataset']
+        ds['data_root'] = str(folder)
+        if self.kind == 'imagenet-c':
+            ds['ann_file'] = self._annotation(folder, corruption, severity)
+            ds['data_prefix'] = '' if isinstance(ds.get('data_prefix', ''), str) else dict(img_path='')
+            if 'split' in ds:
+                ds['split'] = ''
+            pipeline = [t for t in ds.get('pipeline') or [] if _type_name(t) not in GEOMETRIC_TRANSFORMS]
+            if self.resize:
+                at = next(i for i, t in enumerate(pipeline) if _is_loader(t)) + 1
+                pipeline[at:at] = copy.deepcopy(EASYROBUST_RESIZE)
+            ds['pipeline'] = pipeline
+        return cfg
+
+    def _annotation(self, folder: Path, corruption: str, severity: int) -> str:
+        """Write (atomically, identical on every rank) the label file of an ImageNet-C folder."""
+        if (corruption, severity) in self._annotations:
+            return self._annotations[corruption, severity]
+        samples = _scan_class_folders(folder, self.classes)
+        path = self.ann_dir / f'{corruption}_{severity}.txt'
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = ''.join(f'{name} {label}\n' for name, label in samples)
+        if not path.is_file() or path.read_text() != text:
+            tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        self._annotations[corruption, severity] = str(path.resolve())
+        return self._annotations[corruption, severity]
+
+
+# ----------------------------------------------------------------------------- checkpoint checks
+def _head_num_classes(model) -> Optional[int]:
+    for path in ('head', 'roi_head.bbox_head', 'bbox_head', 'decode_head'):
+        obj = model
+        for part in path.split('.'):
+            obj = getattr(obj, part, None)
+        n = getattr(obj, 'num_classes', None)
+        if isinstance(n, int):
+            return n
+    return None
+
+
+def _check_classes(model, checkpoint: dict, classes: Sequence[str], checkpoint_path: str) -> None:
+    """Refuse a checkpoint whose head does not fit the model or whose classes differ from the test set."""
+    state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else {}
+    own = model.state_dict()
+    mismatched = []
+    for key, value in state.items():
+        key = key[len('module.'):] if key.startswith('module.') else key
+        if key in own and hasattr(value, 'shape') and tuple(value.shape) != tuple(own[key].shape):
+            mismatched.append(f'{key}: {tuple(value.shape)} in the checkpoint, {tuple(own[key].shape)} in the model')
+    if mismatched:
+        raise ValueError(f'the checkpoint {checkpoint_path} does not fit the model of the config (does '
+                         'num_classes match?):\n  ' + '\n  '.join(mismatched[:8]))
+    meta_classes = ((checkpoint.get('meta') or {}).get('dataset_meta') or {}).get('classes')
+    if meta_classes and classes and tuple(meta_classes) != tuple(classes):
+        raise ValueError(f'the checkpoint {checkpoint_path} was trained on the classes {tuple(meta_classes)}, '
+                         f'the test set has {tuple(classes)}')
+    n = _head_num_classes(model)
+    if n is not None and classes and n != len(classes):
+        raise ValueError(f"the model's head predicts {n} classes, the test set has {len(classes)}: "
+                         f'{tuple(classes)}')
+
+
+# ----------------------------------------------------------------------------- the benchmark
+def _settings(runner, task: str, source: _CellSource, seed: int, legacy_bgr: bool, imagenet_c_resize: bool) -> dict:
+    checkpoint = runner.cfg.get('load_from')
+    checkpoint = osp.abspath(checkpoint) if checkpoint and osp.exists(checkpoint) else checkpoint
+    return dict(task=task, config=getattr(runner.cfg, 'filename', None), checkpoint=checkpoint,
+                source=source.kind, source_root=None if source.source is None else str(source.source),
+                preprocessing=source.describe(), seed=seed, legacy_bgr=legacy_bgr,
+                imagenet_c_resize=imagenet_c_resize)
+
+
+_RESUME_KEYS = ('task', 'checkpoint', 'source', 'source_root', 'seed', 'legacy_bgr', 'imagenet_c_resize')
+
+
+def _load_previous(path: Path, settings: dict) -> dict:
+    """The results of an earlier run of the same benchmark (rank 0 reads, every rank gets them)."""
+    holder = [None]
+    if is_main_process() and path.is_file():
+        holder[0] = load_record(path)
+    broadcast_object_list(holder)
+    record = holder[0]
+    if record is None:
+        return dict(format=1, settings=settings, results={}, seconds={})
+    differ = [k for k in _RESUME_KEYS if record['settings'].get(k) != settings.get(k)]
+    if differ:
+        diff = ', '.join(f'{k}: {record["settings"].get(k)!r} there, {settings.get(k)!r} now' for k in differ)
+        raise ValueError(f'{path} holds results of another benchmark ({diff}); use another work dir '
+                         'or remove that file')
+    record['settings'] = settings
+    return record
+
+
+def _set_dump_paths(runner, out: Optional[str], cell: str) -> None:
+    """Give every cell its own predictions file (mmdet's tool overwrote one file on every pass)."""
+    if not out:
+        return
+    stem, ext = osp.splitext(out)
+    for metric in runner.test_loop.evaluator.metrics:
+        if type(metric).__name__ == 'DumpResults':
+            metric.out_file_path = f'{stem}_{cell}{ext or ".pkl"}'
+
+
+def run_corruption_benchmark(runner, corruptions: Sequence[str], severities: Sequence[int],
+                             work_dir: Union[str, os.PathLike], *, seed: int = 0, source: Optional[str] = None,
+                             legacy_bgr: bool = False, imagenet_c_resize: bool = False,
+                             out: Optional[str] = None, check_only: bool = False) -> dict:
+    """Evaluate ``runner``'s checkpoint (``cfg.load_from``) on corrupted copies of its test set.
+
+    Args:
+        runner (Runner): a runner built from the config; its test loop is used. It loads
+            ``cfg.load_from`` (checked against the model and the test set's classes); without
+            one, the runner's model is evaluated as it is (e.g. right after ``runner.train()``).
+        corruptions (Sequence[str]): names or groups (``benchmark``, ``all``, ``noise``, ``blur``,
+            ``weather``, ``digital``, ``holdout``).
+        severities (Sequence[int]): severities in 0..5; 0 (the clean pass) is always added.
+        work_dir (str | PathLike): where ``robustness.json``, ``.md`` and ``.png`` go.
+        seed (int): corruption seed (on-the-fly source). Defaults to 0.
+        source (str, optional): root of pre-generated ``<corruption>/<severity>/`` folders
+            (released ImageNet-C or make_corrupted.py copies). Defaults to None (on the fly).
+        legacy_bgr (bool): corrupt the BGR array as mmdet does (on the fly only). Defaults to False.
+        imagenet_c_resize (bool): easyrobust's Resize(256) + CenterCrop(224) for released ImageNet-C
+            folders. Defaults to False (images as stored, the ImageNet-C protocol).
+        out (str, optional): dump each cell's predictions to ``<out stem>_<cell><ext>`` through the
+            test evaluator's ``DumpResults`` metrics. Defaults to None.
+        check_only (bool): check every input (names, severities, source folders, the checkpoint
+            against the model and the test set's classes, an earlier record) and return ``{}``
+            without evaluating. Defaults to False.
+
+    Returns:
+        dict: the record written to ``robustness.json``: ``settings``, ``results``
+        (``{corruption: {severity: metrics}}``, the clean pass under ``'clean'``/``'0'``),
+        ``seconds`` and ``summary`` (see :func:`mmdat.robustness.report.summarize_record`).
+    """
+    corruptions = resolve_corruptions(corruptions)
+    severities = resolve_severities(severities)
+    positive = [s for s in severities if s > 0]
+    work_dir = Path(work_dir)
+    task = task_family(runner)
+    loader_cfg = copy.deepcopy(runner.cfg.get('test_dataloader'))
+    if not loader_cfg:
+        raise ValueError('the config has no test_dataloader')
+    loader_cfg = loader_cfg.to_dict() if hasattr(loader_cfg, 'to_dict') else dict(loader_cfg)
+    checkpoint_path = runner.cfg.get('load_from')
+
+    clean_loader = runner.test_loop.dataloader  # builds the loop: the clean set and the evaluator
+    classes = (getattr(clean_loader.dataset, 'metainfo', None) or {}).get('classes') or ()
+    cells_source = _CellSource(loader_cfg, task, classes, work_dir, source, seed, legacy_bgr, imagenet_c_resize)
+    cells = [(CLEAN, 0)] + [(c, s) for c in corruptions for s in positive]
+    problems = [p for p in (cells_source.check(c, s) for c, s in cells[1:]) if p]
+    if problems:
+        raise FileNotFoundError(f'the corruption source {source} lacks {len(problems)} cell(s): '
+                                + '; '.join(problems[:10]))
+    if cells_source.kind == 'imagenet-c':  # scan every folder now: bad layouts fail before evaluation
+        for c, s in cells[1:]:
+            cells_source.loader(c, s)
+
+    settings = _settings(runner, task, cells_source, seed, legacy_bgr, imagenet_c_resize)
+    json_path = work_dir / RESULT_FILE
+    record = _load_previous(json_path, settings)
+    done = {(c, s) for c, s in cells if str(s) in record['results'].get(c, {})}
+    todo = [cell for cell in cells if cell not in done]
+
+    runner.call_hook('before_run')  # hooks set up first: e.g. EMAHook needs it to load a checkpoint
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    if checkpoint_path:
+        checkpoint = runner.load_checkpoint(checkpoint_path, map_location='cpu')
+        _check_classes(model, checkpoint, classes, checkpoint_path)
+        del checkpoint
+    else:  # e.g. right after runner.train(): the model as it is
+        _check_classes(model, {}, classes, 'of the runner')
+        print_log("robustness: no cfg.load_from, evaluating the runner's model as it is", logger='current')
+    if check_only:
+        return {}
+
+    print_log(f'robustness: {task}, {len(cells)} cells ({len(corruptions)} corruptions x severities '
+              f'{positive} + clean); {settings["preprocessing"]}', logger='current')
+    if done:
+        names = ', '.join(CLEAN if c == CLEAN else f'{c}/{s}' for c, s in cells if (c, s) in done)
+        print_log(f'robustness: resuming from {json_path}: {len(done)} finished cell(s) skipped ({names})',
+                  logger='current')
+    spent = []
+    for k, (corruption, severity) in enumerate(todo, 1):
+        start = time.perf_counter()
+        cell = CLEAN if severity == 0 else f'{corruption}_{severity}'
+        runner.test_loop.dataloader = (clean_loader if severity == 0 else
+                                       runner.build_dataloader(cells_source.loader(corruption, severity),
+                                                               seed=runner.seed))
+        _set_dump_paths(runner, out, cell)
+        metrics = runner.test_loop.run()
+        spent.append(time.perf_counter() - start)
+        record['results'].setdefault(corruption, {})[str(severity)] = _plain(metrics)
+        record['seconds'].setdefault(corruption, {})[str(severity)] = round(spent[-1], 3)
+        if is_main_process():
+            work_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(json_path, record)
+        eta = datetime.timedelta(seconds=round(sum(spent) / len(spent) * (len(todo) - k)))
+        shown = ', '.join(f'{key}={value:.4g}' for key, value in metrics.items()
+                          if isinstance(value, (int, float)))
+        print_log(f'robustness [{k + len(done)}/{len(cells)}] {cell}: {shown} ({spent[-1]:.1f} s, ETA {eta})',
+                  logger='current')
+    runner.test_loop.dataloader = clean_loader
+    runner.call_hook('after_run')
+
+    record['summary'] = summarize_record(record)
+    if is_main_process():
+        atomic_write_json(json_path, record)
+        table = write_report(record, json_path)
+        print_log(f'robustness results ({json_path}):\n{table}', logger='current')
+    barrier()
+    return record
+
+
+def _plain(metrics: dict) -> dict:
+    """JSON-safe metrics (numpy/torch scalars to floats)."""
+    out = {}
+    for key, value in metrics.items():
+        if hasattr(value, 'item'):
+            value = value.item()
+        if isinstance(value, (int, float, str, bool)) or value is None:
+            out[key] = value
+    return out

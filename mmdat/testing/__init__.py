@@ -1,0 +1,141 @@
+"""Helpers for mmdat's tests (and for users testing their own DAT configs): tiny models, configs
+written on the fly, running the command-line tools.
+
+Tools and configs are read from the source checkout mmdat is installed from (editable install).
+"""
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Optional
+
+import torch
+from mmengine.optim import OptimWrapper
+
+REPO = Path(__file__).resolve().parents[2]
+#: a VQGAN small enough for CPU tests (GroupNorm(32) needs ch to be a multiple of 32)
+TINY_VQGAN = dict(ch=32, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[8], z_channels=4,
+                  n_embed=32, embed_dim=4, resolution=16)
+DEMO_CONFIGS = {'cls': REPO / 'configs/demo/resnet-tiny_dat_shapes.py',
+                'det': REPO / 'configs/demo/faster-rcnn-tiny_dat_shapes.py',
+                'seg': REPO / 'configs/demo/fcn-tiny_dat_shapes.py'}
+
+
+def sgd(model: torch.nn.Module, lr: float = 0.01) -> OptimWrapper:
+    """A plain SGD optim wrapper for ``model.train_step``."""
+    return OptimWrapper(torch.optim.SGD(model.parameters(), lr=lr))
+
+
+def attach_tiny_vqgan(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Wire a random tiny VQGAN into ``model``'s DAT preprocessor, as DATHook does; returns it."""
+    from mmdat.models import VQGAN
+    torch.manual_seed(0)
+    vqgan = VQGAN(**TINY_VQGAN)
+    model.data_preprocessor.attach_dat(model, vqgan, seed=seed)
+    return vqgan
+
+
+def record_loss_calls(model: torch.nn.Module) -> list[dict]:
+    """Wrap ``model.loss``: record the inputs and (a copy of) the samples of every call."""
+    calls = []
+    plain = model.loss
+
+    def loss(inputs, data_samples):
+        calls.append(dict(inputs=inputs.detach().clone(), attack=inputs.requires_grad,
+                          samples=copy.deepcopy(data_samples)))
+        return plain(inputs, data_samples)
+
+    model.loss = loss
+    return calls
+
+
+def write_config(directory: os.PathLike, name: str, body: str) -> str:
+    """Write a config file (``body`` is dedented); returns its path."""
+    path = Path(directory) / name
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+def run_tool(args: list, cwd: os.PathLike = REPO, timeout: int = 600, env: Optional[dict] = None) -> str:
+    """Run a command (e.g. ``[sys.executable, 'tools/train.py', ...]``) single-threaded; returns
+    stdout + stderr and raises AssertionError with the output's tail if it fails."""
+    full_env = {**os.environ, 'PYTHONPATH': f'{REPO}:{REPO / "tests"}', 'PYTHON': sys.executable,
+                'OMP_NUM_THREADS': '1', **(env or {})}
+    proc = subprocess.run([str(a) for a in args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f'{" ".join(map(str, args))} failed:\n{out[-6000:]}'
+    return out
+
+
+def free_port() -> str:
+    """A free TCP port on the loopback interface, for torchrun's rendezvous."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return str(s.getsockname()[1])
+
+
+def tiny_cls_config(directory: os.PathLike, data_root, vqgan_cfg: dict, extra: str = '') -> str:
+    """The demo classification config shrunk to 3 classes of 16x16 shapes and 1 epoch."""
+    return write_config(directory, 'tiny_cls_dat.py', f"""
+        _base_ = ['{DEMO_CONFIGS['cls']}']
+        classes = ('circle', 'square', 'triangle')
+        model = dict(backbone=dict(stem_channels=8, base_channels=8),
+                     head=dict(num_classes=3, in_channels=64))
+        data_preprocessor = dict(num_classes=3)
+        train_dataloader = dict(batch_size=4, dataset=dict(data_root='{data_root}', classes=classes))
+        val_dataloader = dict(dataset=dict(data_root='{data_root}', classes=classes))
+        test_dataloader = val_dataloader
+        train_cfg = dict(max_epochs=1, val_interval=1)
+        custom_hooks = [dict(type='DATHook', vqgan={vqgan_cfg!r}, vis_interval=2)]
+        default_hooks = dict(logger=dict(interval=1))
+        {extra}
+        """)
+
+
+def tiny_det_config(directory: os.PathLike, data_root, vqgan_cfg: dict, train_images: int,
+                    extra: str = '') -> str:
+    """The tiny Faster R-CNN demo config on ``train_images`` images, 1 epoch."""
+    return write_config(directory, 'tiny_det_dat.py', f"""
+        _base_ = ['{DEMO_CONFIGS['det']}']
+        data_root = '{data_root}/'
+        train_dataloader = dict(dataset=dict(data_root=data_root, indices={train_images}))
+        val_dataloader = dict(dataset=dict(data_root=data_root))
+        test_dataloader = val_dataloader
+        val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
+        test_evaluator = val_evaluator
+        train_cfg = dict(max_epochs=1, val_interval=2)
+        custom_hooks = [dict(type='DATHook', vqgan={vqgan_cfg!r})]
+        default_hooks = dict(logger=dict(interval=1))
+        {extra}
+        """)
+
+
+def tiny_seg_config(directory: os.PathLike, data_root, vqgan_cfg: dict, extra: str = '') -> str:
+    """The tiny FCN demo config, batch 2, 2 iterations."""
+    return write_config(directory, 'tiny_seg_dat.py', f"""
+        _base_ = ['{DEMO_CONFIGS['seg']}']
+        data_root = '{data_root}'
+        train_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root))
+        val_dataloader = dict(dataset=dict(data_root=data_root))
+        test_dataloader = val_dataloader
+        train_cfg = dict(max_iters=2, val_interval=2)
+        custom_hooks = [dict(type='DATHook', vqgan={vqgan_cfg!r})]
+        default_hooks = dict(logger=dict(interval=1))
+        {extra}
+        """)
+
+
+def build_plain_preprocessor(model_cfg: dict, upstream_type: str, scope: str):
+    """The upstream preprocessor of a DAT model config (``dat`` dropped), to compare against."""
+    from mmengine.registry import MODELS, DefaultScope
+    pre = copy.deepcopy(model_cfg['data_preprocessor'])
+    pre.pop('dat', None)
+    pre['type'] = upstream_type
+    with DefaultScope.overwrite_default_scope(scope):
+        return MODELS.build(pre)

@@ -1,0 +1,151 @@
+"""Tests of the demo (mmdat.apis.demo, tools/demo.py): data, summary maths, shortened end-to-end runs."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, run_tool
+from mmdat.apis.demo import (DEMO_TASKS, _LogLinesOnly, build_demo_data, demo_config, format_table, run_demo,
+                             summarize)
+
+pytest.importorskip('imagecorruptions')
+
+TWO_CORRUPTIONS = ('gaussian_noise', 'defocus_blur')
+
+
+def tree(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob('*')) if p.is_file()}
+
+
+@pytest.mark.parametrize('task', ['cls', 'det', 'seg'])
+def test_demo_data_is_deterministic_and_reaches_the_demo_datasets(tmp_path, task):
+    from mmengine.registry import init_default_scope
+    from mmdat.registry import DATASETS
+    a = build_demo_data(task, tmp_path / 'a', num_train=3, num_val=2)
+    build_demo_data(task, tmp_path / 'b', num_train=3, num_val=2)
+    assert tree(tmp_path / 'a') == tree(tmp_path / 'b')
+    cfg = demo_config(task, tmp_path / 'work', tmp_path / 'a', dat=True)
+    init_default_scope(cfg.default_scope)
+    n = {'train': 0, 'val': 0}
+    for split, loader in (('train', 'train_dataloader'), ('val', 'val_dataloader'), ('val', 'test_dataloader')):
+        dataset = DATASETS.build(cfg[loader].dataset)
+        expected = a['splits'][split]['num_images']
+        assert len(dataset) == expected > 0
+        sample = dataset[0]
+        assert sample['inputs'].shape[0] == 3
+        n[split] = len(dataset)
+    assert n == {'train': 12 if task == 'cls' else 3, 'val': 8 if task == 'cls' else 2}
+
+
+def test_demo_config_switches_dat_only(tmp_path):
+    plain = demo_config('cls', tmp_path / 'p', tmp_path / 'data', dat=False)
+    dat = demo_config('cls', tmp_path / 'd', tmp_path / 'data', dat=True)
+    assert plain.data_preprocessor.dat.enabled is False and dat.data_preprocessor.dat.enabled is True
+    for cfg in (plain, dat):
+        cfg.data_preprocessor.dat.enabled = None
+        cfg.work_dir = cfg.visualizer.name = None
+    assert plain.to_dict() == dat.to_dict()
+    det = demo_config('det', tmp_path / 'w', tmp_path / 'coco', dat=False, cfg_options={'train_cfg.max_epochs': 1})
+    assert det.model.data_preprocessor.dat.enabled is False and det.train_cfg.max_epochs == 1
+    assert det.test_evaluator.ann_file == str(tmp_path / 'coco' / 'annotations' / 'instances_val.json')
+    with pytest.raises(ValueError, match='unknown demo task'):
+        demo_config('pose', tmp_path, tmp_path, dat=True)
+
+
+def test_summary_relative_mce_and_table():
+    plain = dict(clean=100.0, corruptions={'noise': {1: 90.0, 2: 70.0}, 'blur': {1: 100.0, 2: 100.0},
+                                           'fog': {1: 80.0, 2: 80.0}})
+    dat = dict(clean=99.0, corruptions={'noise': {1: 95.0, 2: 85.0}, 'blur': {1: 100.0, 2: 90.0},
+                                        'fog': {1: 70.0, 2: 70.0}})
+    s = summarize({'plain': plain, 'DAT': dat})
+    assert s['plain']['relative_mce'] == pytest.approx(100.0)
+    # noise: (5 + 15) / (10 + 30) = 50%; fog: 60 / 40 = 150%; blur: no error of plain -> left out
+    assert s['DAT']['relative_mce'] == pytest.approx(100.0)
+    assert s['DAT']['mce_excluded'] == ['blur']
+    assert s['DAT']['mean_corrupted'] == pytest.approx(np.mean([95, 85, 100, 90, 70, 70]))
+    assert s['DAT']['per_severity'] == {1: pytest.approx(265 / 3), 2: pytest.approx(245 / 3)}
+    assert s['DAT']['per_corruption']['noise'] == pytest.approx(90.0)
+    assert s['DAT']['relative_robustness'] == pytest.approx(100 * np.mean([95, 85, 100, 90, 70, 70]) / 99)
+    s2 = summarize({'plain': plain, 'DAT': dict(dat, corruptions={**dat['corruptions'], 'fog': {1: 90.0, 2: 90.0}})})
+    assert s2['DAT']['relative_mce'] == pytest.approx((50 + 50) / 2)
+    table = format_table(s, 'top-1')
+    lines = table.splitlines()
+    assert lines[0].split() == ['top-1', '(%)', 'plain', 'DAT']
+    assert lines[1].split() == ['clean', '100.00', '99.00']
+    assert lines[3].split()[:3] == ['corrupted', '/', 'clean']
+    assert 'mCE vs plain' in table and 'noise' in table and 'severity 2' in table and 'leaves out blur' in table
+    scaled = summarize({'a': dict(clean=0.5, corruptions={'x': {1: 0.25}})}, scale=100)
+    assert scaled['a']['clean'] == 50 and scaled['a']['per_corruption']['x'] == 25
+
+
+def test_quiet_stdout_keeps_log_lines_only():
+    import io
+    real = io.StringIO()
+    quiet = _LogLinesOnly(real)
+    quiet.write('loading annotations into memory...\nDone (t=0.00s)\n[DAT] epoch 1/4  loss 1.0')
+    assert real.getvalue() == ''  # the last line is not complete yet
+    quiet.write(' ETA 0m01s\n11/30 12:00:00 - mmengine - INFO - robustness [1/5] clean\n Average Precision\n')
+    assert real.getvalue().splitlines() == ['[DAT] epoch 1/4  loss 1.0 ETA 0m01s',
+                                            '11/30 12:00:00 - mmengine - INFO - robustness [1/5] clean']
+
+
+def _check_outputs(work_dir: Path, result: dict, metric_name: str) -> None:
+    assert set(result['summary']) == {'plain', 'DAT'}
+    for s in result['summary'].values():
+        assert set(s['per_corruption']) == set(TWO_CORRUPTIONS)
+        assert {int(k) for k in s['per_severity']} == {1, 5}  # str keys once read back from results.json
+        assert 0 <= s['clean'] <= 100 and np.isfinite(s['mean_corrupted'])
+    assert result['summary']['plain']['relative_mce'] == pytest.approx(100.0) or \
+        result['summary']['plain']['mce_excluded'] == list(TWO_CORRUPTIONS)
+    stored = json.loads((work_dir / 'results.json').read_text())
+    assert stored['table'] == result['table'] and stored['severities'] == [1, 5]
+    assert metric_name in (work_dir / 'results.txt').read_text()
+    for name in ('plain', 'dat'):
+        rob = json.loads((work_dir / name / 'robustness.json').read_text())  # the robustness benchmark's record
+        assert set(rob['results']) == {'clean', *TWO_CORRUPTIONS}
+        assert all(set(rob['results'][c]) == {'1', '5'} for c in TWO_CORRUPTIONS)
+    with Image.open(work_dir / 'accuracy_vs_severity.png') as im:
+        assert im.size[0] > 200
+    with Image.open(work_dir / 'dat_examples.png') as im:
+        assert im.size[0] > 100
+
+
+def test_cls_demo_end_to_end_through_the_tool(tmp_path):
+    out = run_tool([sys.executable, str(REPO / 'tools/demo.py'), '--work-dir', str(tmp_path / 'work'),
+                    '--data-root', str(tmp_path / 'data'), '--corruptions', *TWO_CORRUPTIONS,
+                    '--severities', '1', '5', '--num-train', '4', '--num-val', '2',
+                    '--cfg-options', 'train_cfg.max_epochs=1', 'train_dataloader.batch_size=8',
+                    'custom_hooks.0.vis_interval=1'],
+                   cwd=tmp_path)
+    result = json.loads((tmp_path / 'work' / 'results.json').read_text())
+    _check_outputs(tmp_path / 'work', result, 'top-1')
+    assert '[plain] epoch 1/1' in out and '[DAT] epoch 1/1' in out and 'ETA' in out
+    assert 'mCE vs plain' in out and str(tmp_path / 'work' / 'dat_examples.png') in out
+
+
+@pytest.mark.parametrize('task,options,metric_name', [
+    ('det', {'train_cfg.max_epochs': 1, 'train_cfg.val_interval': 1}, 'box AP'),
+    ('seg', {'train_cfg.max_iters': 4, 'train_cfg.val_interval': 4, 'param_scheduler.0.end': 4,
+             'default_hooks.checkpoint.interval': 4}, 'mIoU'),
+])
+def test_det_and_seg_demos_end_to_end(tmp_path, task, options, metric_name):
+    lines = []
+    result = run_demo(task, tmp_path / 'work', tmp_path / 'data', corruptions=TWO_CORRUPTIONS, severities=(1, 5),
+                      num_train=4, num_val=2, cfg_options={**options, 'custom_hooks.0.vis_interval': 1},
+                      log=lines.append)
+    _check_outputs(tmp_path / 'work', result, metric_name)
+    assert result['metric'] == DEMO_TASKS[task].metric
+    assert any(line.startswith('[DAT] ') and 'ETA' in line for line in lines)
+
+
+def test_run_demo_rejects_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match='unknown corruption'):
+        run_demo('cls', tmp_path / 'w', tmp_path / 'd', corruptions=['rain'])
+    with pytest.raises(ValueError, match='unknown demo task'):
+        run_demo('pose', tmp_path / 'w', tmp_path / 'd')
+    with pytest.raises(ValueError, match='at least one image'):
+        build_demo_data('cls', tmp_path / 'd', num_train=0)
+    assert not (tmp_path / 'd').exists()

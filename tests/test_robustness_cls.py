@@ -1,0 +1,278 @@
+"""Corruption benchmarks of a tiny classifier through tools/test.py: released ImageNet-C folders
+(as stored and with easyrobust's resize), on the fly, make_corrupted.py copies, resume after a
+kill, and every bad input failing before evaluation."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, free_port, run_tool, write_config
+
+pytest.importorskip('mmpretrain')
+pytest.importorskip('imagecorruptions')
+from mmengine.config import Config  # noqa: E402
+from mmengine.runner.loops import TestLoop as _TestLoop  # noqa: E402
+
+from mmdat.apis import build_runner  # noqa: E402
+from mmdat.datasets import make_shapes_classification  # noqa: E402
+from mmdat.datasets.transforms import corrupt_image  # noqa: E402
+from mmdat.robustness import run_corruption_benchmark  # noqa: E402
+from mmdat.robustness.corruption import _scan_class_folders  # noqa: E402
+
+# not the sorted folder order: labels of ImageNet-C-style folders must follow the names
+CLASSES = ('triangle', 'circle', 'square')
+CELLS = ['gaussian_noise', 'contrast']
+SEVERITIES = ['1', '2']
+
+
+def tool(path: str):
+    spec = importlib.util.spec_from_file_location(Path(path).stem + '_tool', REPO / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TEST_TOOL = tool('tools/test.py')
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, tiny_vqgan_cfg):
+    """A 3-iteration DAT checkpoint of a tiny ResNet on 32x32 shapes (12 validation images)."""
+    tmp = tmp_path_factory.mktemp('rob_cls')
+    root = tmp / 'shapes'
+    make_shapes_classification(root, num_per_class=dict(train=4, val=4), size=32, classes=CLASSES)
+    config = write_config(tmp, 'tiny_cls.py', f"""
+        _base_ = ['{REPO}/configs/demo/resnet-tiny_dat_shapes.py']
+        classes = {CLASSES!r}
+        model = dict(backbone=dict(stem_channels=8, base_channels=8), head=dict(num_classes=3, in_channels=64))
+        data_preprocessor = dict(num_classes=3)
+        train_dataloader = dict(batch_size=4, dataset=dict(data_root='{root}', classes=classes))
+        val_dataloader = dict(batch_size=8, dataset=dict(data_root='{root}', classes=classes))
+        test_dataloader = val_dataloader
+        train_cfg = dict(max_epochs=1, val_interval=10)
+        custom_hooks = [dict(type='DATHook', vqgan={tiny_vqgan_cfg!r})]
+        default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
+        """)
+    cfg = Config.fromfile(config)
+    cfg.work_dir = str(tmp / 'train')
+    build_runner(cfg).train()
+    return dict(tmp=tmp, root=root, config=config, ckpt=str(tmp / 'train' / 'epoch_1.pth'))
+
+
+def imagenet_c_folders(trained) -> Path:
+    """<root>/<corruption>/<severity>/<class>/<image>: gaussian_noise/1 holds the clean images."""
+    out = trained['tmp'] / 'imagenet-c'
+    if out.exists():
+        return out
+    for corruption in CELLS:
+        for severity in SEVERITIES:
+            for src in sorted((trained['root'] / 'val').rglob('*.png')):
+                dst = out / corruption / severity / src.parent.name / src.name
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                if (corruption, severity) == ('gaussian_noise', '1'):
+                    shutil.copy(src, dst)
+                else:
+                    img = np.asarray(Image.open(src).convert('RGB'))
+                    Image.fromarray(corrupt_image(img, corruption, int(severity), index=0)).save(dst)
+    return out
+
+
+def predictions(path: Path) -> dict:
+    with open(path, 'rb') as f:
+        samples = pickle.load(f)
+    return {f'{Path(s["img_path"]).parent.name}/{Path(s["img_path"]).name}':
+            (int(s['gt_label'][0]), s['pred_score'].numpy()) for s in samples}
+
+
+def test_released_imagenet_c_layout(trained):
+    folders = imagenet_c_folders(trained)
+    work = trained['tmp'] / 'work_ic'
+    TEST_TOOL.main([trained['config'], trained['ckpt'], '--corruptions', *CELLS, '--severities', *SEVERITIES,
+                    '--corruption-root', str(folders), '--work-dir', str(work), '--out', str(work / 'p.pkl')])
+    record = json.loads((work / 'robustness.json').read_text())
+    assert record['settings']['source'] == 'imagenet-c'
+    assert 'no Resize/CenterCrop' in record['settings']['preprocessing']
+    assert set(record['results']) == {'clean', *CELLS}
+    assert all(set(record['results'][c]) == set(SEVERITIES) for c in CELLS)
+    # the folder of clean copies gives the clean predictions and labels, image by image
+    clean, copy = predictions(work / 'p_clean.pkl'), predictions(work / 'p_gaussian_noise_1.pkl')
+    assert clean.keys() == copy.keys() and len(clean) == 12
+    for name, (label, score) in clean.items():
+        assert copy[name][0] == label == CLASSES.index(name.split('/')[0])
+        assert np.allclose(copy[name][1], score, atol=1e-6), name
+    assert record['results']['gaussian_noise']['1'] == record['results']['clean']['0']
+    table = (work / 'robustness.md').read_text()
+    assert '**accuracy/top1** (%)' in table and '| contrast |' in table and 'mCE' in table
+    assert table in ''.join(p.read_text() for p in work.rglob('*.log'))  # printed (and logged)
+    assert (work / 'robustness.png').read_bytes()[:4] == b'\x89PNG'
+
+    # easyrobust's Resize(256) + CenterCrop(224): stated, and it changes what the model sees
+    work = trained['tmp'] / 'work_ic_resize'
+    TEST_TOOL.main([trained['config'], trained['ckpt'], '--corruptions', 'gaussian_noise', '--severities', '1',
+                    '--corruption-root', str(folders), '--imagenet-c-resize', '--work-dir', str(work),
+                    '--out', str(work / 'p.pkl')])
+    record = json.loads((work / 'robustness.json').read_text())
+    assert 'Resize(256, bicubic) + CenterCrop(224)' in record['settings']['preprocessing']
+    resized = predictions(work / 'p_gaussian_noise_1.pkl')
+    assert any(not np.allclose(resized[n][1], clean[n][1], atol=1e-4) for n in clean)
+
+
+def test_folder_labels_follow_class_names(tmp_path):
+    for name in ('b', 'a'):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / 'x.JPEG').write_bytes(b'')
+    assert _scan_class_folders(tmp_path, ('b', 'a')) == [('a/x.JPEG', 1), ('b/x.JPEG', 0)]
+    # wnid folders (not class names): sorted order, as ImageNet's labels
+    assert _scan_class_folders(tmp_path, ('cat', 'dog')) == [('a/x.JPEG', 0), ('b/x.JPEG', 1)]
+    with pytest.raises(ValueError, match='2 class folders but the test set has 3'):
+        _scan_class_folders(tmp_path, ('x', 'y', 'z'))
+
+
+def test_on_the_fly_equals_make_corrupted_copies(trained):
+    work = trained['tmp'] / 'work_fly'
+    TEST_TOOL.main([trained['config'], trained['ckpt'], '--corruptions', *CELLS, '--severities', *SEVERITIES,
+                    '--work-dir', str(work), '--workers', '2', '--out', str(work / 'p.pkl')])
+    fly = json.loads((work / 'robustness.json').read_text())
+    assert fly['settings']['source'] == 'on-the-fly' and 'RGB' in fly['settings']['preprocessing']
+    assert all(fly['seconds'][c][s] > 0 for c in CELLS for s in SEVERITIES)
+    noisy, clean = predictions(work / 'p_gaussian_noise_2.pkl'), predictions(work / 'p_clean.pkl')
+    assert any(not np.allclose(noisy[k][1], clean[k][1], atol=1e-4) for k in clean)
+
+    # a PNG copy (lossless) written by 2 worker processes holds the same pixels: same predictions
+    copies = trained['tmp'] / 'copies'
+    tool('tools/dataset_converters/make_corrupted.py').main(
+        [trained['config'], str(copies), '--corruptions', *CELLS, '--severities', *SEVERITIES, '--workers', '2'])
+    copied_ann = copies / 'contrast' / '2' / 'meta' / 'val.txt'
+    assert copied_ann.read_text() == (trained['root'] / 'meta/val.txt').read_text()
+    assert (copies / 'contrast' / '2' / '.mmdat_corrupted.json').is_file()
+    work2 = trained['tmp'] / 'work_copy'
+    TEST_TOOL.main([trained['config'], trained['ckpt'], '--corruptions', *CELLS, '--severities', *SEVERITIES,
+                    '--corruption-root', str(copies), '--work-dir', str(work2), '--out', str(work2 / 'p.pkl')])
+    copy = json.loads((work2 / 'robustness.json').read_text())
+    assert copy['settings']['source'] == 'copy'
+    assert copy['results'] == fly['results']
+    for c in CELLS:
+        for s in SEVERITIES:
+            a, b = predictions(work / f'p_{c}_{s}.pkl'), predictions(work2 / f'p_{c}_{s}.pkl')
+            assert all(np.array_equal(a[k][1], b[k][1]) for k in a)
+
+    # one worker writes byte-identical files
+    single = trained['tmp'] / 'copies_1'
+    tool('tools/dataset_converters/make_corrupted.py').main(
+        [trained['config'], str(single), '--corruptions', 'contrast', '--severities', '2'])
+    written = sorted((single / 'contrast' / '2' / 'val').rglob('*.png'))
+    assert len(written) == 12
+    for f in written:
+        twin = copies / 'contrast' / '2' / 'val' / f.relative_to(single / 'contrast/2/val')
+        assert f.read_bytes() == twin.read_bytes()
+
+
+def test_resume_after_a_kill(trained, monkeypatch, capsys):
+    cfg = Config.fromfile(trained['config'])
+    work = trained['tmp'] / 'work_resume'
+    cfg.work_dir = str(work)
+    cfg.load_from = trained['ckpt']
+    plain_run = _TestLoop.run
+    calls = []
+
+    def dying_run(self):
+        calls.append(1)
+        if len(calls) == 4:  # killed in the middle of the 4th cell
+            raise KeyboardInterrupt
+        return plain_run(self)
+
+    monkeypatch.setattr(_TestLoop, 'run', dying_run)
+    with pytest.raises(KeyboardInterrupt):
+        run_corruption_benchmark(build_runner(cfg), CELLS, [1, 2], work)
+    first = json.loads((work / 'robustness.json').read_text())
+    assert {c: sorted(r) for c, r in first['results'].items()} == {'clean': ['0'], 'gaussian_noise': ['1', '2']}
+
+    calls.clear()
+    monkeypatch.setattr(_TestLoop, 'run', lambda self: calls.append(1) or plain_run(self))
+    record = run_corruption_benchmark(build_runner(cfg), CELLS, [1, 2], work)
+    assert len(calls) == 2  # only contrast 1 and 2: no finished cell recomputed
+    assert 'resuming from' in capsys.readouterr().out + ''.join(open(p).read() for p in work.rglob('*.log'))
+    for c in ('clean', 'gaussian_noise'):
+        assert record['results'][c] == first['results'][c]
+    assert sorted(record['results']['contrast']) == ['1', '2']
+    # the resumed record equals an uninterrupted run's
+    fly = trained['tmp'] / 'work_fly' / 'robustness.json'
+    if fly.is_file():
+        assert record['results'] == json.loads(fly.read_text())['results']
+
+
+def expect_exit(argv, capsys, message):
+    with pytest.raises(SystemExit) as err:
+        TEST_TOOL.main(argv)
+    assert err.value.code != 0
+    assert message in capsys.readouterr().err + str(err.value.code)
+
+
+def test_bad_inputs_fail_before_evaluation(trained, capsys, monkeypatch):
+    base = [trained['config'], trained['ckpt'], '--work-dir', str(trained['tmp'] / 'work_bad')]
+    expect_exit(base + ['--corruptions', 'rain'], capsys, "unknown corruption 'rain'")
+    expect_exit(base + ['--corruptions', 'fog', '--severities', '7'], capsys, 'outside 0..5')
+    expect_exit(base + ['--legacy-bgr'], capsys, '--legacy-bgr needs --corruptions')
+    expect_exit(base + ['--ood-root', 'imagenet-r'], capsys, 'NAME=PATH')
+    expect_exit(base + ['--ood', 'imagenet-z'], capsys, "invalid choice: 'imagenet-z'")
+    expect_exit(base + ['--ood', 'imagenet-r', '--ood-root', 'imagenet-z=/x'], capsys, "unknown benchmark 'imagenet-z'")
+
+    monkeypatch.setattr(_TestLoop, 'run', lambda self: pytest.fail('evaluation started'))
+    folders = imagenet_c_folders(trained)
+    with pytest.raises(FileNotFoundError, match=r'missing folder .*fog/1'):
+        TEST_TOOL.main(base + ['--corruptions', 'gaussian_noise', 'fog', '--corruption-root', str(folders)])
+    with pytest.raises(ValueError, match='legacy_bgr'):
+        TEST_TOOL.main(base + ['--corruptions', 'contrast', '--severities', '1', '--corruption-root',
+                               str(folders), '--legacy-bgr'])
+    with pytest.raises(ValueError, match='imagenet_c_resize'):
+        TEST_TOOL.main(base + ['--corruptions', 'contrast', '--imagenet-c-resize'])
+    # a head that does not fit the checkpoint, classes other than the checkpoint's
+    with pytest.raises(ValueError, match=r'(?s)does not fit the model .*head.fc.weight: \(3, 64\) in the checkpoint'):
+        TEST_TOOL.main(base + ['--corruptions', 'fog', '--cfg-options', 'model.head.num_classes=4',
+                               'data_preprocessor.num_classes=4'])
+    with pytest.raises(ValueError, match='was trained on the classes'):
+        TEST_TOOL.main(base + ['--corruptions', 'fog', '--cfg-options',
+                               "test_dataloader.dataset.classes=['circle','square','triangle']"])
+    assert not (trained['tmp'] / 'work_bad' / 'robustness.json').exists()
+    # a record of another benchmark in the work dir is not mixed with this one
+    other = trained['tmp'] / 'work_other'
+    other.mkdir()
+    (other / 'robustness.json').write_text(json.dumps(dict(format=1, settings=dict(task='classification', seed=5),
+                                                           results={}, seconds={})))
+    with pytest.raises(ValueError, match='another benchmark'):
+        TEST_TOOL.main([trained['config'], trained['ckpt'], '--work-dir', str(other), '--corruptions', 'fog'])
+
+
+def test_two_processes_give_the_single_process_record(trained):
+    """tools/dist_test.sh passes the flags through; 2 CPU ranks, rank 0 writes the same record."""
+    single = trained['tmp'] / 'work_single'
+    TEST_TOOL.main([trained['config'], trained['ckpt'], '--corruptions', 'impulse_noise', '--severities', '3',
+                    '--work-dir', str(single)])
+    dist = trained['tmp'] / 'work_dist'
+    run_tool(['bash', 'tools/dist_test.sh', trained['config'], trained['ckpt'], '2', '--corruptions',
+              'impulse_noise', '--severities', '3', '--workers', '1', '--work-dir', str(dist)],
+             cwd=REPO, env={'PORT': free_port()})
+    a, b = (json.loads((d / 'robustness.json').read_text()) for d in (single, dist))
+    assert a['results'] == b['results'] and set(b['results']) == {'clean', 'impulse_noise'}
+    assert not list(dist.glob('.robustness.json.*'))  # no temporary file left behind
+
+
+def test_callable_on_a_runner_without_checkpoint(trained):
+    """From other code (e.g. right after runner.train()): the runner's model is evaluated as it is."""
+    cfg = Config.fromfile(trained['config'])
+    cfg.work_dir = str(trained['tmp'] / 'work_in_memory')
+    runner = build_runner(cfg)
+    runner.load_checkpoint(trained['ckpt'])
+    record = run_corruption_benchmark(runner, ['impulse_noise'], [3], cfg.work_dir)
+    assert record['settings']['checkpoint'] is None
+    single = trained['tmp'] / 'work_single' / 'robustness.json'
+    if single.is_file():  # the same cells through tools/test.py with the checkpoint
+        assert record['results'] == json.loads(single.read_text())['results']
+    assert record['summary']['accuracy/top1']['pc']['cells'] == 1

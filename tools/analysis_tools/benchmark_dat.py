@@ -1,0 +1,67 @@
+"""Benchmark DAT: VQGAN throughput/memory, training-step time, FLOPs against the device's bound.
+
+Markdown table on stdout (and --md), everything in JSON (--json). Medians of --repeats runs after
+--warmup, variants interleaved. Defaults finish in a few minutes: on CPU the f8-16384 VQGAN at 224 px
+(fp32: a bf16 trunk is ~24x slower there) and the tiny classifier; on CUDA every size, bf16/fp16,
+torch.compile and ResNet-50 / ViT-B/16 steps. Examples::
+
+    python tools/analysis_tools/benchmark_dat.py --threads 1
+    python tools/analysis_tools/benchmark_dat.py --sections step --models resnet50 \
+        --step-vqgan openimages-f8-16384 --step-size 224 --step-batch 2
+    python tools/analysis_tools/benchmark_dat.py --sections vqgan --sizes 800x1344 --variants default
+    python tools/analysis_tools/benchmark_dat.py --quick      # smoke test, seconds
+"""
+import argparse
+import sys
+
+import torch
+
+from mmdat.apis.benchmark import CLASSIFIERS, VARIANTS, BenchmarkSettings, parse_size, run_benchmark, save_result
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--quick', action='store_true', help='tiny VQGAN and sizes: a smoke test')
+    p.add_argument('--sections', nargs='+', choices=['vqgan', 'step', 'flops'], help='default: all')
+    p.add_argument('--vqgan', help="VQGAN of the vqgan/flops sections: a preset (random weights) or 'tiny'")
+    p.add_argument('--sizes', nargs='+', type=parse_size, help="vqgan section sizes, e.g. 224 512 800x1344")
+    p.add_argument('--batch', type=int, help='vqgan section images per call (sizes above 512 px: --chunk-size)')
+    p.add_argument('--chunk-size', type=int, help='VQGAN chunk_size and batch above 512 px (default 2)')
+    p.add_argument('--variants', nargs='+', choices=sorted(VARIANTS), help='VQGAN variants to time')
+    p.add_argument('--no-compile', action='store_true', help='drop the torch.compile variant')
+    p.add_argument('--models', nargs='+', choices=sorted(CLASSIFIERS), help='step section classifiers')
+    p.add_argument('--step-vqgan', help="VQGAN of the step section ('tiny', 'tiny-shapes' or a preset)")
+    p.add_argument('--step-trunk-dtype', choices=['fp32', 'bf16', 'fp16'], help='its trunk dtype (CUDA default bf16)')
+    p.add_argument('--step-size', type=int)
+    p.add_argument('--step-batch', type=int)
+    p.add_argument('--warmup', type=int)
+    p.add_argument('--repeats', type=int)
+    p.add_argument('--threads', type=int, help='torch CPU threads (default: torch default)')
+    p.add_argument('--json', help='write the full result here')
+    p.add_argument('--md', help='write the Markdown tables here')
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = BenchmarkSettings.for_device(args.device, quick=args.quick)
+    for key, attr in (('sections', 'sections'), ('vqgan', 'vqgan'), ('sizes', 'vqgan_sizes'), ('batch', 'vqgan_batch'),
+                      ('chunk_size', 'chunk_size'), ('variants', 'variants'), ('models', 'models'),
+                      ('step_vqgan', 'step_vqgan'), ('step_size', 'step_size'), ('step_batch', 'step_batch'),
+                      ('warmup', 'warmup'), ('repeats', 'repeats')):
+        if getattr(args, key) is not None:
+            setattr(settings, attr, getattr(args, key))
+    if args.step_trunk_dtype is not None:
+        settings.step_trunk_dtype = None if args.step_trunk_dtype == 'fp32' else args.step_trunk_dtype
+    if args.no_compile:
+        settings.variants = [v for v in settings.variants if v != 'compile']
+    result = run_benchmark(settings, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(save_result(result, args.json, args.md))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
