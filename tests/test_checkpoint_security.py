@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,20 +228,24 @@ def test_train_kill_resume_test_end_to_end(cls_config, tmp_path):
     work = tmp_path / 'work'
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     proc = subprocess.Popen([sys.executable, 'tools/train.py', cls_config, '--work-dir', str(work),
-                             '--cfg-options', 'train_cfg.max_epochs=1000'], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                             '--cfg-options', 'train_cfg.max_epochs=1000', 'default_hooks.checkpoint.interval=1',
+                             'default_hooks.checkpoint.max_keep_ckpts=-1'],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    marker = work / 'last_checkpoint'  # mmengine writes it once a checkpoint is complete
+    complete = ''
     try:
         deadline = time.monotonic() + 300
-        while not list(work.glob('epoch_*.pth')) and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-        time.sleep(0.5)  # let the checkpoint file be complete and the run go on
+        while not complete and time.monotonic() < deadline and proc.poll() is None:
+            complete = marker.read_text().strip() if marker.is_file() else ''
+            time.sleep(0.05)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, 'the training run ended before it was killed'
-    last = max(int(p.stem.split('_')[1]) for p in work.glob('epoch_*.pth'))
+    last = int(Path(complete).stem.split('_')[1])
     out = run_tool([sys.executable, 'tools/train.py', cls_config, '--work-dir', str(work), '--resume',
-                    '--cfg-options', f'train_cfg.max_epochs={last + 1}'], cwd=REPO)
+                    complete, '--cfg-options', f'train_cfg.max_epochs={last + 1}'], cwd=REPO)
     assert re.search(rf'resumed epoch: {last}', out.lower()), out[-3000:]
     assert re.search(r'adv_loss: \d', out), out[-3000:]
     final = work / f'epoch_{last + 1}.pth'
