@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 from pathlib import Path
@@ -50,9 +51,18 @@ def setup_cpu_distributed(cfg: Config) -> None:
     import torch.distributed as dist
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo')
+        # a gloo group left to the interpreter's teardown can abort the process at exit
+        # ("terminate called without an active exception"): shut it down first
+        atexit.register(_destroy_process_group)
     wrapper = dict(cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel'))
     wrapper.update(device_ids=None, broadcast_buffers=False)
     cfg.model_wrapper_cfg = wrapper
+
+
+def _destroy_process_group() -> None:
+    import torch.distributed as dist
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def build_runner(cfg: Config) -> Runner:
