@@ -10,7 +10,8 @@ import torch
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner, load_checkpoint
 
-from mmdat.utils.checkpoint_safety import CheckpointSecurityError, mmengine_checkpoint_objects
+from mmdat.utils.checkpoint_safety import (CheckpointSecurityError, mmengine_checkpoint_objects,
+                                           unpickling_reason)
 
 
 @RUNNERS.register_module()
@@ -49,10 +50,5 @@ def _refusing_unsafe(filename: str) -> Iterator[None]:
             f'loading does not allow (mmdat loads mmengine checkpoints with torch.load('
             f'weights_only=True) plus mmengine\'s own HistoryBuffer/numpy objects only). '
             f'Only if you trust the file, load it yourself without weights_only and re-save its '
-            f'state_dict. Reason: {_first_line(err)}') from err
+            f'state_dict. Reason: {unpickling_reason(err)}') from err
 
-
-def _first_line(err: Exception) -> str:
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()] or [type(err).__name__]
-    detail = [ln for ln in lines if 'Unsupported global' in ln or 'refused' in ln]
-    return (detail or lines)[0][:400]

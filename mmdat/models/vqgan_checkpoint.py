@@ -24,7 +24,7 @@ import torch
 from mmengine.logging import print_log
 
 from mmdat.utils.checkpoint_safety import (CheckpointSecurityError, mmengine_checkpoint_objects,
-                                           refused_global_names)
+                                           refused_global_names, unpickling_reason)
 
 __all__ = ['VQGANCheckpointError', 'load_vqgan_state_dict', 'resolve_checkpoint_path',
            'extract_state_dict', 'is_checkpoint_url', 'CACHE_DIR', 'CONVERTER', 'URL_SCHEMES']
@@ -40,13 +40,9 @@ class VQGANCheckpointError(RuntimeError):
     """A VQGAN checkpoint is missing, unreadable, unsafe to unpickle or does not fit the model."""
 
 
-def _is_url(path_or_url: str | os.PathLike) -> bool:
-    return str(path_or_url).startswith(URL_SCHEMES)
-
-
 def is_checkpoint_url(path_or_url: object) -> bool:
     """Whether a checkpoint setting is a URL that :func:`resolve_checkpoint_path` downloads."""
-    return isinstance(path_or_url, (str, os.PathLike)) and _is_url(path_or_url)
+    return isinstance(path_or_url, (str, os.PathLike)) and str(path_or_url).startswith(URL_SCHEMES)
 
 
 def _local_rank() -> int:
@@ -71,9 +67,10 @@ def _fetch_verified(url: str, target: Path, sha256: Optional[str]) -> None:
         size = tmp.stat().st_size
         if expected is not None and int(expected) != size:
             raise VQGANCheckpointError(f'{url}: download incomplete ({size} of {expected} bytes)')
-        if sha256 is not None and _sha256(tmp) != sha256.lower():
+        digest = _sha256(tmp) if sha256 is not None else None
+        if digest is not None and digest != sha256.lower():
             raise VQGANCheckpointError(
-                f'{url}: SHA-256 {_sha256(tmp)} does not match the published {sha256}; '
+                f'{url}: SHA-256 {digest} does not match the published {sha256}; '
                 'the file is corrupt or not the published checkpoint')
         tmp.replace(target)
     except VQGANCheckpointError:
@@ -140,7 +137,7 @@ def _extract_model_ckpt(archive: Path) -> Path:
 def resolve_checkpoint_path(path_or_url: str | os.PathLike, sha256: Optional[str] = None) -> Path:
     """Local checkpoint file for a path or URL (``http(s)://``, ``file://``; downloaded once, verified
     against ``sha256`` when given); ``.zip`` archives yield their ``model.ckpt``."""
-    path = _download(str(path_or_url), sha256) if _is_url(path_or_url) else Path(path_or_url).expanduser()
+    path = _download(str(path_or_url), sha256) if is_checkpoint_url(path_or_url) else Path(path_or_url).expanduser()
     if not path.is_file():
         raise VQGANCheckpointError(f'VQGAN checkpoint file not found: {path}')
     if path.suffix == '.zip':
@@ -169,12 +166,6 @@ def extract_state_dict(obj: object, source: str | os.PathLike = '<checkpoint>') 
     if not state:
         raise VQGANCheckpointError(f'{source}: no VQGAN weights (tensors) found in the checkpoint.')
     return state
-
-
-def _short_reason(err: Exception) -> str:
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()] or ['']
-    detail = [ln for ln in lines if 'WeightsUnpickler error' in ln or 'refused' in ln]
-    return (detail or lines)[0][:300]
 
 
 def load_vqgan_state_dict(path_or_url: str | os.PathLike,
@@ -211,7 +202,7 @@ def load_vqgan_state_dict(path_or_url: str | os.PathLike,
             obj = torch.load(path, map_location='cpu', weights_only=True)
     except (pickle.UnpicklingError, CheckpointSecurityError) as err:
         raise VQGANCheckpointError(
-            f'{path}: refused to unpickle the checkpoint (weights-only loading): {_short_reason(err)}. '
+            f'{path}: refused to unpickle the checkpoint (weights-only loading): {unpickling_reason(err, limit=300)}. '
             f'If you trust the file, convert it once with\n    python {CONVERTER} {path} OUT.pth'
         ) from err
     except Exception as err:

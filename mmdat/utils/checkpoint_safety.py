@@ -40,7 +40,8 @@ import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 
 __all__ = ['CheckpointSecurityError', 'history_buffer_getattr', 'mmengine_checkpoint_globals',
-           'mmengine_checkpoint_objects', 'checkpoint_global_names', 'refused_global_names', 'HISTORY_BUFFER_STATISTICS']
+           'mmengine_checkpoint_objects', 'checkpoint_global_names', 'refused_global_names',
+           'unpickling_reason', 'HISTORY_BUFFER_STATISTICS']
 
 #: the statistics methods that HistoryBuffer pickles by reference
 HISTORY_BUFFER_STATISTICS = ('min', 'max', 'mean', 'current')
@@ -184,6 +185,15 @@ def refused_global_names(path: Union[str, os.PathLike]) -> list[str]:
     # process allow-list accepts are not known to be torch defaults, so they count as refused
     not_default = set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path))) | user
     return sorted(n for n in names if n not in ours and (n in not_default or n.startswith('<')))
+
+
+def unpickling_reason(err: Exception, limit: int = 400) -> str:
+    """The line of a weights-only unpickling error that says what was refused (torch's messages
+    are many lines of advice around one line of reason)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()] or [type(err).__name__]
+    detail = [ln for ln in lines if 'WeightsUnpickler error' in ln or 'Unsupported global' in ln
+              or 'refused' in ln]
+    return (detail or lines)[0][:limit]
 
 
 def _describe(obj: object) -> str:

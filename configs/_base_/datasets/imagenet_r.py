@@ -11,7 +11,7 @@
 # Use: evaluate a checkpoint without any config edit with
 #   python tools/test.py CONFIG CKPT --ood imagenet-r
 # or make this file a _base_ of a test config of an ImageNet-1k classifier. It defines only
-# test_dataloader, test_evaluator and imagenet_r_* variables: compose it with bases that define
+# test_dataloader, test_evaluator, ood_test_pipeline and imagenet_r_root: compose it with bases that define
 # neither of the two, and set data_preprocessor as the model was trained:
 #   _base_ = ['mmpretrain::_base_/models/resnet50.py', 'mmpretrain::_base_/default_runtime.py',
 #             'path/to/mmdat/configs/_base_/datasets/imagenet_r.py']
@@ -19,18 +19,8 @@
 #   data_preprocessor = dict(num_classes=1000, mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
 #                            to_rgb=True)
 #   test_cfg = dict()
+_base_ = ['./imagenet_ood_test.py']
+
 imagenet_r_root = 'data/imagenet-r'
-imagenet_r_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=224),
-    dict(type='PackInputs'),
-]
-test_dataloader = dict(
-    batch_size=32,
-    num_workers=5,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(type='ImageNetR', data_root=imagenet_r_root, pipeline=imagenet_r_pipeline,
-                 test_mode=True))
+test_dataloader = dict(dataset=dict(type='ImageNetR', data_root=imagenet_r_root))
 test_evaluator = dict(type='SubsetAccuracy', subset='imagenet-r', num_classes=1000, topk=(1, 5))
