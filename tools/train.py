@@ -5,7 +5,7 @@
 """
 import argparse
 
-from mmdat.apis import add_common_args, build_runner, load_config
+from mmdat.apis import add_common_args, build_runner, finish_tool, load_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -42,3 +42,4 @@ def main() -> None:
 
 if __name__ == '__main__':
     main()
+    finish_tool()

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import atexit
 import logging
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -49,20 +49,38 @@ def setup_cpu_distributed(cfg: Config) -> None:
     is wrapped without device ids.
     """
     import torch.distributed as dist
+    global _OWN_CPU_GROUP
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo')
-        # a gloo group left to the interpreter's teardown can abort the process at exit
-        # ("terminate called without an active exception"): shut it down first
-        atexit.register(_destroy_process_group)
+        _OWN_CPU_GROUP = True
     wrapper = dict(cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel'))
     wrapper.update(device_ids=None, broadcast_buffers=False)
     cfg.model_wrapper_cfg = wrapper
 
 
-def _destroy_process_group() -> None:
+_OWN_CPU_GROUP = False
+
+
+def finish_tool() -> None:
+    """End a tool's process after its work is done (call last in ``main``).
+
+    Only for the gloo group that :func:`setup_cpu_distributed` created: the interpreter's teardown
+    of a gloo group (held by DDP's reducer until the runner is collected) intermittently aborts the
+    process with "terminate called without an active exception" (SIGABRT), after all results are
+    written, and torchrun then reports the run as failed; destroying the group first does not
+    prevent it. So such a process flushes its output and exits with status 0 without that teardown.
+    Everywhere else this does nothing.
+    """
+    if not _OWN_CPU_GROUP:
+        return
     import torch.distributed as dist
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def build_runner(cfg: Config) -> Runner:
