@@ -16,6 +16,7 @@ from conftest import sgd
 
 pytest.importorskip('mmpretrain')
 from mmengine.logging import MessageHub  # noqa: E402
+from mmengine.registry import DefaultScope  # noqa: E402
 from mmpretrain.registry import MODELS as CLS_MODELS  # noqa: E402
 from mmpretrain.structures import DataSample  # noqa: E402
 
@@ -34,11 +35,12 @@ def build_classifier(confidence: float = 0.0):
     pre = dict(type='DATClsDataPreprocessor', num_classes=NUM_CLASSES, mean=[123.675, 116.28, 103.53],
                std=[58.395, 57.12, 57.375], to_rgb=True, dat=dict(random_start_prob=0.0))
     torch.manual_seed(0)
-    model = CLS_MODELS.build(dict(
-        type='ImageClassifier', data_preprocessor=pre,
-        backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=8, base_channels=8),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=NUM_CLASSES, in_channels=64)))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):  # whatever scope an earlier test left
+        model = CLS_MODELS.build(dict(
+            type='ImageClassifier', data_preprocessor=pre,
+            backbone=dict(type='ResNet_CIFAR', depth=18, stem_channels=8, base_channels=8),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=NUM_CLASSES, in_channels=64)))
     with torch.no_grad():
         model.head.fc.bias[0] += confidence
     model.data_preprocessor.attach_dat(model, IdentityQuantizer())

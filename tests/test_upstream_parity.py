@@ -27,6 +27,7 @@ from mmdet.structures.bbox import BaseBoxes  # noqa: E402
 from mmdet.structures.mask import BitmapMasks  # noqa: E402
 from mmdet.testing import demo_mm_inputs  # noqa: E402
 from mmengine.logging import MessageHub  # noqa: E402
+from mmengine.registry import DefaultScope  # noqa: E402
 from mmengine.structures import BaseDataElement, PixelData  # noqa: E402
 from mmseg.models.data_preprocessor import SegDataPreProcessor  # noqa: E402
 from mmseg.structures import SegDataSample  # noqa: E402
@@ -36,15 +37,18 @@ from mmdat.models.data_preprocessors import DATDetDataPreprocessor, DATSegDataPr
 OFF = dict(enabled=False)
 PAIRS = {'det': (DATDetDataPreprocessor, DetDataPreprocessor),
          'seg': (DATSegDataPreProcessor, SegDataPreProcessor)}
+SCOPES = {'det': 'mmdet', 'seg': 'mmseg'}
 
 
 def ours_and_upstream(family: str, **kwargs):
-    """The DAT subclass with DAT off and the upstream class, built from the same arguments."""
+    """The DAT subclass with DAT off and the upstream class, built from the same arguments (batch
+    augments resolve in the family's registry scope, whatever scope an earlier test left)."""
     dat_cls, upstream_cls = PAIRS[family]
-    torch.manual_seed(0)
-    ours = dat_cls(dat=OFF, **copy.deepcopy(kwargs))
-    torch.manual_seed(0)
-    return ours, upstream_cls(**copy.deepcopy(kwargs))
+    with DefaultScope.overwrite_default_scope(SCOPES[family]):
+        torch.manual_seed(0)
+        ours = dat_cls(dat=OFF, **copy.deepcopy(kwargs))
+        torch.manual_seed(0)
+        return ours, upstream_cls(**copy.deepcopy(kwargs))
 
 
 def assert_same_value(a, b, where: str) -> None:
@@ -224,8 +228,9 @@ def test_det_batch_fixed_size_pad(size, pad_targets_in_preprocessor, expected):
 def test_det_multi_branch_preprocessor():
     branches = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True,
                     pad_size_divisor=32)
-    ours = MultiBranchDataPreprocessor(dict(type='DATDetDataPreprocessor', dat=OFF, **branches))
-    upstream = MultiBranchDataPreprocessor(dict(type='DetDataPreprocessor', **branches))
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        ours = MultiBranchDataPreprocessor(dict(type='DATDetDataPreprocessor', dat=OFF, **branches))
+        upstream = MultiBranchDataPreprocessor(dict(type='DetDataPreprocessor', **branches))
     assert isinstance(ours.data_preprocessor, DATDetDataPreprocessor)
     g = torch.Generator().manual_seed(0)
 
