@@ -7,16 +7,7 @@ import torch.nn as nn
 
 from mmdat.dat import DATAttack, valid_region_mask
 from mmdat.models import VQGAN
-
-
-class IdentityQuantizer:
-    """Q = identity, with the VQGAN's encode/decode interface, to check the attack arithmetic."""
-
-    def encode(self, images):
-        return images.clone()
-
-    def decode(self, codes, size=None):
-        return codes.clone()
+from mmdat.testing import IdentityQuantizer  # Q = identity, to check the attack arithmetic
 
 
 class GridQuantizer(IdentityQuantizer):
