@@ -327,6 +327,39 @@ def test_dist_train_two_cpu_processes_decide_alike(tmp_path, shapes_cls, tiny_vq
     assert any(d['applied'] for d in rank0)
 
 
+def test_dist_validation_and_checkpoint_are_one_model(tmp_path, tiny_vqgan_cfg):
+    """Issue 19: with per-rank BatchNorm statistics (DDP broadcast_buffers=False) a 2-process run
+    validated each rank's half of the val set with a different model and saved rank 0's. The tools
+    now average the buffers over the ranks: both ranks validate the saved model, and tools/test.py
+    on the checkpoint reproduces the logged metric (9 val images: the sampler's padding is dropped)."""
+    import sys
+    from dat_probe import buffer_digest
+    from mmdat.datasets import make_shapes_classification
+    root = tmp_path / 'data'
+    make_shapes_classification(root, num_per_class=dict(train=8, val=3), size=16,
+                               classes=('circle', 'square', 'triangle'))
+    config = tiny_cls_config(tmp_path, root, tiny_vqgan_cfg, extra=f"""
+        custom_imports = dict(imports=['mmdat', 'dat_probe'], allow_failed_imports=False)
+        custom_hooks = [dict(type='DATHook', vqgan={tiny_vqgan_cfg!r}),
+                        dict(type='BufferRecorder', out_dir='{tmp_path}')]
+        """)
+    work = tmp_path / 'work'
+    run_tool(['bash', 'tools/dist_train.sh', config, '2', '--work-dir', str(work)], cwd=REPO,
+             env={'PORT': free_port()})
+    ranks = [json.loads((tmp_path / f'buffers_rank{r}.json').read_text()) for r in (0, 1)]
+    assert ranks[0]['digest'] == ranks[1]['digest']  # one model on both ranks
+    with mmengine_checkpoint_objects():
+        state = torch.load(work / 'epoch_1.pth', map_location='cpu')['state_dict']
+    model = build_classifier()
+    saved = [(name, state[name]) for name, _ in model.named_buffers() if name in state]
+    assert any('running_mean' in name for name, _ in saved)
+    assert buffer_digest(saved) == ranks[0]['digest']  # ... and it is the saved model
+    out = run_tool([sys.executable, 'tools/test.py', config, str(work / 'epoch_1.pth'),
+                    '--work-dir', str(tmp_path / 'test')], cwd=REPO)
+    tested = float(re.search(r'accuracy/top1: ([0-9.]+)', out).group(1))
+    assert tested == pytest.approx(ranks[0]['metrics']['accuracy/top1'], abs=1e-3)
+
+
 @pytest.mark.parametrize('collect_stats', [False, True])
 def test_two_encodes_and_two_decodes_per_iteration(collect_stats):
     """DAT does no VQGAN work it does not need: Q(x) and Q(x'), statistics included."""

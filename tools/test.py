@@ -71,7 +71,25 @@ def parse_args(argv=None) -> argparse.Namespace:
             parser.error(f'--{flag.replace("_", "-")} needs --corruptions')
     if args.ood_roots and not args.ood:
         parser.error('--ood-root needs --ood')
+    problem = checkpoint_problem(args.checkpoint)
+    if problem:
+        parser.error(problem)
     return args
+
+
+def checkpoint_problem(checkpoint: str | None) -> str | None:
+    """Why a local checkpoint path cannot be read (checked before anything is built), else None.
+
+    URLs and other ``scheme://`` paths are left to mmengine's checkpoint loader.
+    """
+    if checkpoint is None or '://' in checkpoint:
+        return None
+    path = Path(checkpoint).expanduser()
+    if path.is_dir():
+        return f'checkpoint {checkpoint} is a directory; give the .pth file (e.g. {path}/epoch_N.pth)'
+    if not path.is_file():
+        return f'checkpoint {checkpoint} not found'
+    return None
 
 
 def _name_path(item: str) -> tuple[str, str]:
