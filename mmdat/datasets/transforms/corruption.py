@@ -264,8 +264,27 @@ def _join_channels(out: np.ndarray, alpha: Optional[np.ndarray], channel_axis: b
     return np.ascontiguousarray(out)
 
 
+class _SeededCorruption(BaseTransform):
+    """What both corruption transforms share: checked arguments and the checked input image."""
+
+    def __init__(self, corruption: str, severity: int, seed: int = 0) -> None:
+        _check(corruption, severity)
+        self.corruption = corruption
+        self.severity = int(severity)
+        self.seed = int(seed)
+
+    def _image(self, results: dict) -> tuple[np.dtype, np.ndarray, Optional[np.ndarray], bool]:
+        """(input dtype, uint8 grey or colour image, alpha or None, had a trailing channel axis of 1)."""
+        name = type(self).__name__
+        if 'sample_idx' not in results:
+            raise KeyError(f'{name} needs results["sample_idx"] (the dataset index, set by mmengine\'s '
+                           'BaseDataset.get_data_info) to corrupt reproducibly')
+        img = results['img']
+        return (img.dtype, *_split_channels(_as_uint8(img, name), name))
+
+
 @TRANSFORMS.register_module()
-class ImageCorruption(BaseTransform):
+class ImageCorruption(_SeededCorruption):
     """Apply one ImageNet-C corruption to ``results['img']``; nothing else changes.
 
     Place it right after the image-loading transform: the corruption then acts at the original
@@ -293,19 +312,11 @@ class ImageCorruption(BaseTransform):
     """
 
     def __init__(self, corruption: str, severity: int, seed: int = 0, legacy_bgr: bool = False) -> None:
-        _check(corruption, severity)
-        self.corruption = corruption
-        self.severity = int(severity)
-        self.seed = int(seed)
+        super().__init__(corruption, severity, seed)
         self.legacy_bgr = legacy_bgr
 
     def transform(self, results: dict) -> Optional[dict]:
-        if 'sample_idx' not in results:
-            raise KeyError('ImageCorruption needs results["sample_idx"] (the dataset index, set by '
-                           "mmengine's BaseDataset.get_data_info) to corrupt reproducibly")
-        img = results['img']
-        dtype = img.dtype
-        colour, alpha, channel_axis = _split_channels(_as_uint8(img, 'ImageCorruption'), 'ImageCorruption')
+        dtype, colour, alpha, channel_axis = self._image(results)
         bgr_to_rgb = colour.ndim == 3 and not self.legacy_bgr
         if bgr_to_rgb:
             colour = colour[..., ::-1]
@@ -322,7 +333,7 @@ class ImageCorruption(BaseTransform):
 
 
 @TRANSFORMS.register_module()
-class ImageNetCCorruption(BaseTransform):
+class ImageNetCCorruption(_SeededCorruption):
     """The ImageNet-C generation protocol on the fly: Resize(256) -> CenterCrop(224) -> corrupt -> JPEG 85.
 
     Place it right after the image-loading transform of a classification test pipeline and drop
@@ -342,19 +353,8 @@ class ImageNetCCorruption(BaseTransform):
         seed (int): benchmark seed. Defaults to 0.
     """
 
-    def __init__(self, corruption: str, severity: int, seed: int = 0) -> None:
-        _check(corruption, severity)
-        self.corruption = corruption
-        self.severity = int(severity)
-        self.seed = int(seed)
-
     def transform(self, results: dict) -> Optional[dict]:
-        if 'sample_idx' not in results:
-            raise KeyError('ImageNetCCorruption needs results["sample_idx"] (the dataset index) to corrupt '
-                           'reproducibly')
-        img = results['img']
-        dtype = img.dtype
-        colour, _, _ = _split_channels(_as_uint8(img, 'ImageNetCCorruption'), 'ImageNetCCorruption')
+        dtype, colour, _, _ = self._image(results)
         rgb = np.stack([colour] * 3, axis=-1) if colour.ndim == 2 else colour[..., ::-1]
         out = imagenet_c_protocol(np.ascontiguousarray(rgb), self.corruption, self.severity,
                                   results['sample_idx'], self.seed)
