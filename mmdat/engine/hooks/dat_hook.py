@@ -44,7 +44,7 @@ class DATHook(Hook):
         stats_interval (int, optional): log DAT statistics (perturbation norms, visual words changed,
             PSNR, attack start loss) every this many iterations; None = the LoggerHook's interval.
         vis_interval (int): send example triplets to the visualizer every this many iterations
-            (0 = off). Defaults to 0.
+            and at the last iteration (0 = off). Defaults to 0.
         vis_max_images (int): images per visualised batch. Defaults to 2.
     """
 
@@ -95,7 +95,8 @@ class DATHook(Hook):
         if stats_interval is None:
             loggers = [h for h in runner.hooks if isinstance(h, LoggerHook)]
             stats_interval = loggers[0].interval if loggers else 50
-        self.schedule = DATSchedule(self.warmup_iters, stats_interval or 0, self.vis_interval)
+        self.schedule = DATSchedule(self.warmup_iters, stats_interval or 0, self.vis_interval,
+                                    max_iters=int(runner.max_iters or 0))
         attack = pre.dat_attack
         n_params = sum(p.numel() for p in vqgan.parameters())
         print_log(f'DAT: VQGAN with {n_params / 1e6:.1f}M parameters on {device}; eps '
