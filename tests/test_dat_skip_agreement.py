@@ -75,7 +75,7 @@ def test_hook_keeps_the_counters_in_the_message_hub(tiny_vqgan_cfg):
     hook = DATHook(vqgan=tiny_vqgan_cfg)
     hub = MessageHub('test_dat_counters')  # the runner's hub; not made the current instance
     hub.update_info('dat_counters', dict(skipped=5, zero_gradient_images=7))
-    runner = SimpleNamespace(model=model, message_hub=hub, hooks=[], seed=0, iter=0)
+    runner = SimpleNamespace(model=model, message_hub=hub, hooks=[], seed=0, iter=0, max_iters=1)
     hook.before_train(runner)  # attaches the tiny VQGAN and restores the totals
     assert (pre.dat_counters.skipped, pre.dat_counters.zero_gradient_images) == (5, 7)
     plain_loss = model.loss
