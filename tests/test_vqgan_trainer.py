@@ -473,17 +473,17 @@ def test_install_step_refuses_a_worse_vqgan_unless_forced(tmp_path):
     worse = save_vqgan_checkpoint(VQGAN(**TINY_VQGAN_CONFIG).state_dict(), tmp_path / 'untrained.pth')
 
     proc = subprocess.run([sys.executable, 'tools/model_converters/install_tiny_vqgan.py', str(worse),
-                           '--dest', str(dest)], cwd=REPO, capture_output=True, text=True,
+                           '--dest', str(dest), '--num-images', '32'], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1'})
     assert proc.returncode == 1 and 'refused' in proc.stdout, proc.stdout + proc.stderr
     assert dest.read_bytes() == shipped
 
-    forced = install_tiny_vqgan(worse, force=True, destination=dest)
+    forced = install_tiny_vqgan(worse, force=True, destination=dest, num_images=32)  # 32 of 128: faster
     assert forced.installed and 'forced' in forced.message and dest.read_bytes() == worse.read_bytes()
     shipped_psnr, worse_psnr = forced.current_psnr, forced.candidate_psnr
     assert shipped_psnr > 24 and worse_psnr < shipped_psnr - 5  # the shipped asset: 25.7 dB
     assert f'{worse_psnr:.2f} dB' in proc.stdout and f'{shipped_psnr:.2f} dB' in proc.stdout
-    better = install_tiny_vqgan(TINY_VQGAN_CHECKPOINT, destination=dest)  # not worse: installed
+    better = install_tiny_vqgan(TINY_VQGAN_CHECKPOINT, destination=dest, num_images=32)  # not worse: installed
     assert better.installed and better.current_psnr == pytest.approx(worse_psnr)
     assert dest.read_bytes() == shipped and TINY_VQGAN_CHECKPOINT.read_bytes() == shipped
     with pytest.raises(FileNotFoundError, match='tiny-shapes.py'):

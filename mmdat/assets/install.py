@@ -28,17 +28,19 @@ PathLike = Union[str, os.PathLike]
 
 
 @torch.no_grad()
-def held_out_psnr(checkpoint: PathLike, batch_size: int = 32) -> float:
-    """Mean per-image PSNR (dB) of a tiny-shapes VQGAN on the held-out shape images.
+def held_out_psnr(checkpoint: PathLike, num_images: int = HELD_OUT_IMAGES['num'], batch_size: int = 32) -> float:
+    """Mean per-image PSNR (dB) of a tiny-shapes VQGAN on the first ``num_images`` held-out shape images.
 
-    The same number as ``vqgan/psnr`` of ``tools/test.py configs/vqgan/tiny-shapes.py`` (the
-    images are never trained on). The file must hold the architecture of
+    With the default 128 images, the same number as ``vqgan/psnr`` of ``tools/test.py
+    configs/vqgan/tiny-shapes.py`` (the images are never trained on). The file must hold the architecture of
     :data:`~mmdat.assets.TINY_VQGAN_CONFIG`; loading is weights-only.
     """
     from mmdat.datasets import sample_shape_images
     from mmdat.models import VQGAN
     vqgan = VQGAN(**TINY_VQGAN_CONFIG, checkpoint=str(checkpoint))
-    images, _ = sample_shape_images(HELD_OUT_IMAGES['num'], HELD_OUT_IMAGES['size'],
+    if num_images < 1:
+        raise ValueError(f'num_images must be >= 1, got {num_images}')
+    images, _ = sample_shape_images(int(num_images), HELD_OUT_IMAGES['size'],
                                     split=HELD_OUT_IMAGES['split'], seed=HELD_OUT_IMAGES['seed'])
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     psnrs = []
@@ -60,8 +62,8 @@ class InstallResult:
     message: str
 
 
-def install_tiny_vqgan(candidate: PathLike, force: bool = False,
-                       destination: PathLike = TINY_VQGAN_CHECKPOINT) -> InstallResult:
+def install_tiny_vqgan(candidate: PathLike, force: bool = False, destination: PathLike = TINY_VQGAN_CHECKPOINT,
+                       num_images: int = HELD_OUT_IMAGES['num']) -> InstallResult:
     """Copy a VQGAN exported by ``configs/vqgan/tiny-shapes.py`` over the shipped asset.
 
     Both the candidate and the file it would replace are measured with :func:`held_out_psnr`. A
@@ -72,6 +74,7 @@ def install_tiny_vqgan(candidate: PathLike, force: bool = False,
         candidate: the exported file, e.g. ``work_dirs/tiny-shapes/tiny_vqgan_shapes.pth``.
         force: install even a worse model.
         destination: the file to replace. Defaults to the shipped asset.
+        num_images: held-out images both files are measured on. Defaults to the config's 128.
 
     Raises:
         FileNotFoundError: the candidate does not exist.
@@ -81,9 +84,9 @@ def install_tiny_vqgan(candidate: PathLike, force: bool = False,
     if not candidate.is_file():
         raise FileNotFoundError(f'{candidate} not found: train with `python tools/train.py '
                                 'configs/vqgan/tiny-shapes.py` first (it exports into its work dir)')
-    new = held_out_psnr(candidate)
+    new = held_out_psnr(candidate, num_images)
     try:
-        old = held_out_psnr(destination) if destination.is_file() else None
+        old = held_out_psnr(destination, num_images) if destination.is_file() else None
     except Exception as error:  # noqa: BLE001  (an unreadable asset is replaced, and the message says so)
         old, broken = None, f' (the current file does not load: {error})'
     else:

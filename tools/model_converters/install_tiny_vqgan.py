@@ -14,19 +14,22 @@ import argparse
 import sys
 
 from mmdat.assets import TINY_VQGAN_CHECKPOINT
-from mmdat.assets.install import install_tiny_vqgan
+from mmdat.assets.install import HELD_OUT_IMAGES, install_tiny_vqgan
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('candidate', help='the exported VQGAN (VQGANExportHook output in the work dir)')
     parser.add_argument('--force', action='store_true', help='install even if its held-out PSNR is lower')
+    parser.add_argument('--num-images', type=int, default=HELD_OUT_IMAGES['num'],
+                        help='held-out images to measure both files on (default: %(default)s, the config\'s)')
     parser.add_argument('--dest', default=str(TINY_VQGAN_CHECKPOINT),
                         help='file to replace (default: the shipped asset, %(default)s)')
     args = parser.parse_args(argv)
     try:
-        result = install_tiny_vqgan(args.candidate, force=args.force, destination=args.dest)
-    except FileNotFoundError as error:
+        result = install_tiny_vqgan(args.candidate, force=args.force, destination=args.dest,
+                                    num_images=args.num_images)
+    except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
     print(result.message)
     return 0 if result.installed else 1
