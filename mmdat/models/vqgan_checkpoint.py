@@ -211,8 +211,8 @@ def extract_state_dict(obj: object, source: str | os.PathLike = '<checkpoint>') 
     state = obj.get('state_dict', obj)
     if not isinstance(state, dict):
         raise VQGANCheckpointError(f"{source}: 'state_dict' is a {type(state).__name__}, not a dict.")
-    state = {k: v for k, v in state.items()
-             if type(k) is str and type(v) in (torch.Tensor, torch.nn.Parameter) and not v.is_sparse}
+    state = {k: v for k, v in state.items() if type(k) is str and type(v) in (torch.Tensor, torch.nn.Parameter)
+             and v.layout == torch.strided and not v.is_meta and not v.is_quantized}
     state = {k: v for k, v in state.items() if not k.startswith('loss.')}
     for prefix in ('model.', 'module.'):
         if state and all(k.startswith(prefix) for k in state):

@@ -32,6 +32,7 @@ import io
 import math
 import os
 import pickle
+import reprlib
 import struct
 import sys
 import types
@@ -128,14 +129,14 @@ class _CheckedHistoryBuffer(HistoryBuffer):
 
     def __setstate__(self, state: object) -> None:
         if not isinstance(state, dict) or not set(state) <= _HISTORY_BUFFER_FIELDS:
-            extra = sorted(map(repr, set(state) - _HISTORY_BUFFER_FIELDS)) if isinstance(state, dict) else state
-            raise _Refused(f'refused a HistoryBuffer with unexpected state {extra!r}')
+            extra = sorted(map(_short, set(state) - _HISTORY_BUFFER_FIELDS)) if isinstance(state, dict) else state
+            raise _Refused(f'refused a HistoryBuffer with unexpected state {_short(extra)}')
         methods = state.get('statistics_methods', {})
         if not isinstance(methods, dict) or any(
                 name not in HISTORY_BUFFER_STATISTICS or fn is not getattr(HistoryBuffer, name)
                 for name, fn in methods.items()):
             raise _Refused(f'refused a HistoryBuffer whose statistics methods are not the genuine '
-                           f'{HISTORY_BUFFER_STATISTICS}: {methods!r}')
+                           f'{HISTORY_BUFFER_STATISTICS}: {_short(methods)}')
         histories = [state.get(k, np.empty(0)) for k in ('_log_history', '_count_history')]
         if type(state.get('max_length', 0)) is not int or not all(
                 type(h) is np.ndarray and h.dtype.kind in 'biuf' for h in histories):
@@ -161,7 +162,7 @@ class _PendingArray:
 def _checked_dtype(code: object, align: object = False, copy: object = True) -> np.dtype:
     """``numpy.dtype(code, align, copy)`` for the safe numeric dtypes only (numpy's own singleton)."""
     if not isinstance(code, str) or code not in SAFE_NUMPY_DTYPES or align not in (False, 0):
-        raise _Refused(f'refused numpy dtype {code!r}: checkpoints may hold bool, integer and '
+        raise _Refused(f'refused numpy dtype {_short(code)}: checkpoints may hold bool, integer and '
                        f'float arrays only ({", ".join(SAFE_NUMPY_DTYPES)})')
     return SAFE_NUMPY_DTYPES[code]
 
@@ -175,7 +176,7 @@ def _check_dtype_state(dtype: np.dtype, state: object) -> None:
           and state[5] in (-1, dtype.itemsize) and state[6] in (-1, dtype.alignment)
           and state[7] == dtype.flags and (len(state) == 8 or state[8] is None))
     if not ok:
-        raise _Refused(f'refused numpy dtype state {state!r} for {dtype.str}: only native-order '
+        raise _Refused(f'refused numpy dtype state {_short(state)} for {dtype.str}: only native-order '
                        'bool/integer/float dtypes without fields, sub-arrays or flags are loaded')
 
 
@@ -191,22 +192,23 @@ def _checked_scalar(dtype: object, raw: object) -> np.generic:
 
 def _checked_reconstruct(cls: object, shape: object, typecode: object) -> _PendingArray:
     """``numpy.core.multiarray._reconstruct(ndarray, (0,), b'b')``, the only form numpy writes."""
-    if cls is not _NdarrayClassToken or shape not in ((0, ), [0]) or typecode not in (b'b', 'b'):
-        raise _Refused(f'refused numpy _reconstruct({_describe(cls)}, {shape!r}, {typecode!r}): only '
+    if cls is not _NdarrayClassToken or type(shape) not in (tuple, list) or list(shape) != [0] \
+            or type(shape[0]) is not int or type(typecode) not in (bytes, str) or typecode not in (b'b', 'b'):
+        raise _Refused(f'refused numpy _reconstruct({_describe(cls)}, {_short(shape)}, {_short(typecode)}): only '
                        'plain numpy arrays are loaded')
     return _PendingArray()
 
 
 def _build_array(state: object) -> np.ndarray:
     """The array of a pickled ndarray state ``(1, shape, dtype, is_fortran, raw bytes)``."""
-    if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1):
+    if not (type(state) is tuple and len(state) == 5 and type(state[0]) is int and state[0] == 1):
         raise _Refused(f'refused a numpy array state of {_describe(state)}')
     _, shape, dtype, fortran, raw = state
     if id(dtype) not in _SAFE_DTYPE_OBJECTS or _SAFE_DTYPE_OBJECTS[id(dtype)] is not dtype:
         raise _Refused(f'refused a numpy array of {_describe(dtype)}: not a bool/integer/float dtype')
     if type(shape) is not tuple or not all(type(n) is int and n >= 0 for n in shape) \
             or len(shape) > 32 or type(fortran) is not bool:
-        raise _Refused(f'refused a numpy array with shape {shape!r} / fortran flag {fortran!r}')
+        raise _Refused(f'refused a numpy array with shape {_short(shape)} / fortran flag {_short(fortran)}')
     if type(raw) is not bytes or len(raw) != math.prod(shape) * dtype.itemsize:
         raise _Refused(f'refused a numpy array: shape {shape} of {dtype.str} needs '
                        f'{math.prod(shape) * dtype.itemsize} raw bytes, got {_describe(raw)}')
@@ -342,7 +344,7 @@ _REBUILDER_SET = frozenset(_REBUILDERS.values())
 def _checked_rebuild_from_type(func: object, new_type: object, args: object, state: object) -> torch.Tensor:
     """``torch._tensor._rebuild_from_type_v2`` for plain tensors and parameters only."""
     what = 'torch._tensor._rebuild_from_type_v2'
-    if func not in _REBUILDER_SET or new_type not in (torch.Tensor, torch.nn.Parameter) \
+    if not any(func is f for f in _REBUILDER_SET) or not any(new_type is t for t in (torch.Tensor, torch.nn.Parameter)) \
             or type(args) is not tuple:
         raise _Refused(f'refused {what}({_describe(func)}, {_describe(new_type)}, ...): only torch\'s '
                        'tensor rebuilders producing plain tensors are called')
@@ -554,10 +556,11 @@ class RestrictedUnpickler:
                     self.memo[index] = array
         elif id(inst) in _SAFE_DTYPE_OBJECTS:
             _check_dtype_state(inst, state)
-        elif type(inst) is OrderedDict:  # a state dict's _metadata
-            if type(state) is not dict or not all(type(k) is str and not k.startswith('__') for k in state):
-                raise _Refused(f'refused OrderedDict attributes {_describe(state)}')
-            inst.__dict__.update(state)
+        elif type(inst) is OrderedDict:  # a state dict's _metadata, nothing else
+            if type(state) is not dict or set(state) != {'_metadata'} \
+                    or type(state['_metadata']) not in (dict, OrderedDict):
+                raise _Refused(f'refused OrderedDict attributes {_short(state)} (only a state dict\'s _metadata)')
+            inst._metadata = state['_metadata']
         else:
             raise _Refused(f'refused to set the state of {_describe(inst)}')
 
@@ -768,6 +771,10 @@ def load_checkpoint_file(path: Union[str, os.PathLike], map_location: Any = 'cpu
         raise CheckpointSecurityError(f'{path}: corrupt zip archive ({err})') from err
     if any(n == 'constants.pkl' or n.endswith('/constants.pkl') for n in names):
         raise CheckpointSecurityError(f'{path}: a TorchScript archive, which mmdat does not load as a checkpoint')
+    if os.environ.get('TORCH_FORCE_WEIGHTS_ONLY_LOAD', '0').lower() in ('1', 'y', 'yes', 'true'):
+        raise CheckpointSecurityError(
+            f'{path}: TORCH_FORCE_WEIGHTS_ONLY_LOAD is set, which makes torch.load refuse any restricted '
+            'unpickler, including mmdat\'s (it needs numpy and stand-ins for Lightning objects); unset it')
     try:
         with torch.sparse.check_sparse_tensor_invariants(enable=True):
             return torch.load(path, map_location=map_location, pickle_module=RESTRICTED_PICKLE)
@@ -827,6 +834,11 @@ def load_mmengine_checkpoint(path: Union[str, os.PathLike], map_location: Any = 
         raise CheckpointSecurityError(
             f'{os.fspath(path)}: not an mmengine checkpoint (a {type(checkpoint).__name__}, not a dict)')
     return checkpoint
+
+
+def _short(value: object) -> str:
+    """A bounded repr of file data for messages (depth and length limited)."""
+    return reprlib.repr(value)
 
 
 def _describe(obj: object) -> str:
