@@ -248,6 +248,27 @@ def test_foreign_objects_are_stand_ins_and_refused_by_the_mmengine_loaders(tmp_p
         load_model_checkpoint(torch.nn.Linear(1, 1), str(path))
 
 
+def test_url_checkpoints_load_through_the_same_loader(hostile, tmp_path, monkeypatch):
+    """``load_from=<URL>``: mmengine would unpickle through torch.hub without restriction; mmdat
+    downloads into its cache and loads the same safe way, dropping a refused download, and refuses
+    other schemes."""
+    from mmdat.models import vqgan_checkpoint
+    cache = tmp_path / 'cache'
+    monkeypatch.setattr(vqgan_checkpoint, 'CACHE_DIR', cache)
+    monkeypatch.setenv('LOCAL_RANK', '0')
+    files, marker = hostile
+    with pytest.raises(CheckpointSecurityError, match='os.system'):
+        load_model_checkpoint(torch.nn.Linear(1, 1), files['reduce_os_system'].as_uri())
+    assert list(cache.iterdir()) == [] and not marker.exists()
+    model = torch.nn.Linear(2, 1)
+    torch.save({'state_dict': model.state_dict(), 'meta': {'seed': np.int64(1)}}, tmp_path / 'good.pth')
+    target = torch.nn.Linear(2, 1)
+    load_model_checkpoint(target, (tmp_path / 'good.pth').as_uri())
+    assert torch.equal(target.weight, model.weight) and len(list(cache.iterdir())) == 1
+    with pytest.raises(CheckpointSecurityError, match='local files and http'):
+        load_model_checkpoint(target, 'open-mmlab://resnet50_v1c')
+
+
 _STORAGE = (b'(X\x07\x00\x00\x00storage' + b'ctorch\nUntypedStorage\n' + b'X\x01\x00\x00\x000'
             + b'X\x03\x00\x00\x00cpu' + b'K\x01tQ')
 

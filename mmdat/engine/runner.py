@@ -45,12 +45,11 @@ def load_model_checkpoint(model: torch.nn.Module, filename: str, map_location: s
 
 
 def _load_safely(filename: Union[str, os.PathLike], map_location: Union[str, Callable]) -> dict:
-    from mmdat.models.vqgan_checkpoint import is_checkpoint_url, resolve_checkpoint_path
+    from mmdat.models.vqgan_checkpoint import is_checkpoint_url, resolved_checkpoint
     name = os.fspath(filename)
-    if is_checkpoint_url(name):
-        name = str(resolve_checkpoint_path(name))
-    elif '://' in name:
+    if '://' in name and not is_checkpoint_url(name):
         raise CheckpointSecurityError(
             f'{name}: mmdat loads checkpoints from local files and http(s)/file URLs only (the '
             'loaders of other mmengine schemes unpickle without restriction); download it first')
-    return load_mmengine_checkpoint(name, map_location)
+    with resolved_checkpoint(name) as path:  # a URL is downloaded once, and dropped if refused
+        return load_mmengine_checkpoint(path, map_location)

@@ -12,6 +12,7 @@ load is refused is removed from the cache.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -19,7 +20,7 @@ import time
 import urllib.request
 import zipfile
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 from urllib.parse import urlparse
 
 import torch
@@ -27,7 +28,8 @@ from mmengine.logging import print_log
 
 from mmdat.utils.checkpoint_safety import CheckpointSecurityError, load_checkpoint_file
 
-__all__ = ['VQGANCheckpointError', 'load_vqgan_state_dict', 'resolve_checkpoint_path', 'download_cache_path',
+__all__ = ['VQGANCheckpointError', 'load_vqgan_state_dict', 'resolve_checkpoint_path', 'resolved_checkpoint',
+           'download_cache_path',
            'extract_state_dict', 'is_checkpoint_url', 'max_extract_bytes', 'CACHE_DIR', 'URL_SCHEMES']
 
 CACHE_DIR = Path(os.environ.get('MMDAT_CACHE_DIR', '~/.cache/mmdat/checkpoints')).expanduser()
@@ -194,6 +196,18 @@ def _resolve(path_or_url: str | os.PathLike, sha256: Optional[str]) -> tuple[Pat
     return path, cached
 
 
+@contextlib.contextmanager
+def resolved_checkpoint(path_or_url: str | os.PathLike, sha256: Optional[str] = None) -> Iterator[Path]:
+    """The local file of a path or URL (see :func:`resolve_checkpoint_path`) for one load: the cache
+    files it came from (download, extraction) are removed if the load inside is refused."""
+    path, cached = _resolve(path_or_url, sha256)
+    try:
+        yield path
+    except (CheckpointSecurityError, VQGANCheckpointError):
+        _discard(cached)
+        raise
+
+
 def _discard(cached: list[Path]) -> None:
     for path in cached:
         path.unlink(missing_ok=True)
@@ -233,13 +247,9 @@ def load_vqgan_state_dict(path_or_url: str | os.PathLike,
     (forged numpy dtypes, gadgets through torch's rebuilders, ...) raise
     :class:`VQGANCheckpointError` naming the file; a refused file is removed from the cache.
     """
-    path, cached = _resolve(path_or_url, sha256)
-    try:
-        obj = load_checkpoint_file(path, map_location='cpu')
+    with resolved_checkpoint(path_or_url, sha256) as path:
+        try:
+            obj = load_checkpoint_file(path, map_location='cpu')
+        except CheckpointSecurityError as err:
+            raise VQGANCheckpointError(f'VQGAN checkpoint: {err}') from err
         return extract_state_dict(obj, path)
-    except CheckpointSecurityError as err:
-        _discard(cached)
-        raise VQGANCheckpointError(f'VQGAN checkpoint: {err}') from err
-    except VQGANCheckpointError:
-        _discard(cached)
-        raise
