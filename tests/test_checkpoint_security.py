@@ -235,6 +235,25 @@ def test_genuine_mmengine_checkpoint_round_trip(tmp_path):
     assert all(torch.equal(loaded['state_dict'][k], v) for k, v in model.state_dict().items())
 
 
+def test_numpy_arrays_shared_and_referenced_early(tmp_path):
+    """An array pickled twice is one object after loading; a reference to an array before its data
+    arrives (which would hand out the placeholder) is refused."""
+    from hostile_checkpoints import FALSE, TRUE, NONE, call, glob, integer, raw_bytes, text, tup
+    shared = np.arange(2.0)
+    torch.save({'a': shared, 'b': shared}, tmp_path / 'shared.pth')
+    loaded = load_mmengine_checkpoint(tmp_path / 'shared.pth')
+    assert loaded['a'] is loaded['b'] and loaded['a'].tolist() == [0.0, 1.0]
+    array = call(glob('numpy._core.multiarray', '_reconstruct'), glob('numpy', 'ndarray'), tup(integer(0)),
+                 raw_bytes(b'b'))
+    dtype = call(glob('numpy', 'dtype'), text('f8'), FALSE, TRUE) + tup(
+        integer(3), text('<'), NONE, NONE, NONE, integer(-1), integer(-1), integer(0)) + b'b'
+    early = (b']' + array + b'q\x00' + b'h\x00' + b'a'  # list.append(memo[0]) before the BUILD
+             + tup(integer(1), tup(integer(1)), dtype, FALSE, raw_bytes(b'\0' * 8)) + b'b' + b'a')
+    path = write_checkpoint(tmp_path / 'early.pth', early)
+    with pytest.raises(CheckpointSecurityError, match=f'{path}.*before its data'):
+        load_checkpoint_file(path)
+
+
 def test_foreign_objects_are_stand_ins_and_refused_by_the_mmengine_loaders(tmp_path):
     """A checkpoint with a pickled Python object: the generic loader gives an inert stand-in that
     recorded its state without applying it; the mmengine loaders refuse it by name."""

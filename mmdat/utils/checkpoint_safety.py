@@ -626,7 +626,14 @@ class RestrictedUnpickler:
     def _memo_get(self, index: int) -> Any:
         if index not in self.memo:
             raise _Refused(f'refused a reference to memo entry {index}, which was never stored')
-        return self.memo[index]
+        return self._not_pending(self.memo[index])
+
+    @staticmethod
+    def _not_pending(value: Any) -> Any:
+        """A numpy array may be referenced only once its data came (else a placeholder would leak)."""
+        if isinstance(value, _PendingArray):
+            raise _Refused('refused a reference to a numpy array before its data (BUILD)')
+        return value
 
     def _binput(self) -> None:
         self.memo[self._read_exact(1)[0]] = self._stack[-1]
@@ -697,7 +704,7 @@ class RestrictedUnpickler:
         self._pop_mark()
 
     def _dup(self) -> None:
-        self._push(self._stack[-1])
+        self._push(self._not_pending(self._stack[-1]))
 
     _DISPATCH: dict[int, Callable] = {}
 
