@@ -15,7 +15,7 @@ mmpretrain = pytest.importorskip('mmpretrain')
 from mmpretrain.registry import MODELS as CLS_MODELS  # noqa: E402
 from mmpretrain.structures import DataSample  # noqa: E402
 
-from mmdat.utils import mmengine_checkpoint_objects  # noqa: E402
+from mmdat.utils import load_mmengine_checkpoint  # noqa: E402
 
 NUM_CLASSES = 3
 
@@ -298,10 +298,9 @@ def test_train_tool_end_to_end(tmp_path, shapes_cls, tiny_vqgan_cfg):
     assert list(work.rglob('dat_examples_*.png')), 'DAT triplets were not visualised'
     ckpt = next(work.glob('epoch_1.pth'))
     # the checkpoint holds the model only, never the VQGAN
-    with mmengine_checkpoint_objects():
-        state = torch.load(ckpt, map_location='cpu')['state_dict']
+    state = load_mmengine_checkpoint(ckpt)['state_dict']
     assert not any(k.startswith(('vqgan', 'encoder.', 'decoder.')) for k in state)
-    # tools/test.py evaluates it (and torch's weights-only loading accepts mmengine's checkpoint)
+    # tools/test.py evaluates it (mmdat's restricted loader reads mmengine's checkpoint)
     out = run_tool([__import__('sys').executable, 'tools/test.py', config, str(ckpt),
                     '--work-dir', str(tmp_path / 'test')], cwd=REPO)
     assert 'accuracy/top1' in out
