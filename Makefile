@@ -7,10 +7,11 @@ setup:
 	bash tools/setup_env.sh
 
 # The main job on the embedded default: plain vs DAT on the built-in shapes data with the tiny VQGAN,
-# CPU, clean and under corruptions. TASK=cls (default), det or seg.
+# CPU, clean and under corruptions. TASK=cls (default), det or seg; ARGS=... passes options, e.g.
+# ARGS='--ablation --seed 1' (adds the reconstruction-only model).
 TASK ?= cls
 demo: setup
-	$(PY) tools/demo.py --task $(TASK)
+	$(PY) tools/demo.py --task $(TASK) $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q tests

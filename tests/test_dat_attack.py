@@ -123,6 +123,51 @@ def test_vqgan_resize_option_keeps_shape():
     assert attack.quantize(x).shape == x.shape
 
 
+def test_zero_eps_trains_on_the_reconstruction_of_the_reconstruction():
+    """The reconstruction-only ablation: eps = 0 gives x' = x_rec and x_adv = Q(Q(x)), and the model's
+    loss is never called for an attack (no forward, no gradient)."""
+    x = torch.rand(2, 3, 6, 6)
+    calls = []
+
+    def loss_fn(images):
+        calls.append(images)
+        return images.sum()
+
+    attack = DATAttack(GridQuantizer(), eps=0.0, step_size=0.1, random_start_prob=1.0)
+    result = attack.run(x, loss_fn, image_sizes=[(6, 6), (4, 5)], collect_stats=True)
+    quantized = attack.quantize(x, [(6, 6), (4, 5)])
+    assert not calls
+    assert torch.equal(result.perturbed, result.reconstruction) and torch.equal(result.reconstruction, quantized)
+    assert torch.equal(result.adversarial, attack.quantize(quantized, [(6, 6), (4, 5)]))
+    assert result.stats['codes_changed'] == 0.0 and result.eps == 0.0
+
+
+def test_eps_reference_size_keeps_the_step_per_pixel():
+    """With eps_reference_size each image's L2 radius and step grow with the square root of its
+    (valid) area, so the RMS change per pixel is the same for a small and a large image."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 16, 16) * 0.5 + 0.25
+    sizes = [(16, 16), (8, 4)]
+    mask = valid_region_mask(x, sizes)
+    w = torch.randn_like(x)
+    attack = DATAttack(IdentityQuantizer(), eps=0.1, step_size=0.1, random_start_prob=0.0, eps_reference_size=8)
+    result = attack.run(x, linear_loss(w), image_sizes=sizes)
+    norms = (result.perturbed - x).flatten(1).norm(dim=1)
+    torch.testing.assert_close(norms, torch.tensor([0.1 * 16 / 8, 0.1 * (32 ** 0.5) / 8]))
+    rms = norms / torch.tensor([3 * 16 * 16, 3 * 8 * 4]).float().sqrt()
+    torch.testing.assert_close(rms[0], rms[1])
+    assert result.eps == pytest.approx(0.1 * (2 + 32 ** 0.5 / 8) / 2)
+    assert torch.equal(result.perturbed[~mask.expand_as(x)], x[~mask.expand_as(x)])  # padding untouched
+    # without it (the paper) both images get the same L2 radius: the small one changes more per pixel
+    paper = DATAttack(IdentityQuantizer(), eps=0.1, step_size=0.1, random_start_prob=0.0).run(
+        x, linear_loss(w), image_sizes=sizes)
+    torch.testing.assert_close((paper.perturbed - x).flatten(1).norm(dim=1), torch.tensor([0.1, 0.1]))
+    with pytest.raises(ValueError, match="norm='l2'"):
+        DATAttack(IdentityQuantizer(), norm='linf', eps_reference_size=224)
+    with pytest.raises(ValueError, match='positive int'):
+        DATAttack(IdentityQuantizer(), eps_reference_size=0)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match='norm'):
         DATAttack(IdentityQuantizer(), norm='l1')

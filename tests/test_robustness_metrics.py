@@ -184,3 +184,17 @@ def test_old_records_without_a_source_read_as_original_resolution():
     del record['settings']['source']
     s = summarize_record(record)['accuracy/top1']
     assert 'mCE' not in s and 'original resolution' in s['source']
+
+
+def test_a_cell_without_predictions_scores_zero_instead_of_vanishing():
+    """mmdet's CocoMetric reports nothing when a corruption leaves the detector without a single
+    box (seen on contrast 3-5 in the detection demo): the cell must count as AP 0 in mPC, not be
+    dropped (which raised mPC) nor break readers of the metric (which ended the demo with a KeyError)."""
+    from mmdat.robustness.corruption import no_prediction_metrics
+    clean = {'coco/bbox_mAP': 0.5, 'coco/bbox_mAP_50': 0.8, 'coco/bbox_mAP_l': -1.0}
+    filled = no_prediction_metrics(clean, 'contrast_5')
+    assert filled == {'coco/bbox_mAP': 0.0, 'coco/bbox_mAP_50': 0.0, 'coco/bbox_mAP_l': -1.0}
+    record = {'settings': {'task': 'detection'},
+              'results': {'clean': {'0': clean}, 'contrast': {'4': {'coco/bbox_mAP': 0.2}, '5': filled}}}
+    pc = summarize_record(record)['coco/bbox_mAP']['pc']
+    assert pc['mPC'] == pytest.approx(10.0)  # (20 + 0) / 2, in %; dropping the cell gave 20

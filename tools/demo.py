@@ -1,10 +1,12 @@
 """The embedded-default demo: plain vs DAT on the built-in shapes data, clean and under corruptions.
 
-Writes the dataset, trains the task's tiny demo model (configs/demo/) without and with DAT (same
-seed, data order and budget), evaluates both on the clean test split and under the ImageNet-C
-corruptions at severities 1-5, prints the side-by-side table and writes two pictures.
+Writes the dataset, trains the task's demo model (configs/demo/) without and with DAT (same seed,
+data order and budget; for det, fine-tuned from a backbone pretrained on shape classification),
+evaluates both on the clean test split and under the ImageNet-C corruptions at severities 1-5,
+prints the side-by-side table and writes two pictures. ``--ablation`` adds the reconstruction-only
+model (DAT with eps 0: trains on Q(Q(x)) without the attack).
 
-    python tools/demo.py [--task cls|det|seg] [--work-dir work_dirs/demo/<task>]
+    python tools/demo.py [--task cls|det|seg] [--work-dir work_dirs/demo/<task>] [--ablation]
                          [--corruptions gaussian_noise ...] [--severities 1 2 3 4 5]
                          [--cfg-options train_cfg.max_epochs=1 ...]
     python tools/demo.py --task cls|det|seg --data-only   # write the dataset only (for tools/train.py)
@@ -17,7 +19,8 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')  # nois
 
 from mmengine.config import DictAction
 
-from mmdat.apis.demo import BENCHMARK_CORRUPTIONS, DEMO_TASKS, build_demo_data, run_demo
+from mmdat.apis.demo import (ABLATION_MODELS, BENCHMARK_CORRUPTIONS, DEFAULT_MODELS, DEMO_MODELS, DEMO_TASKS,
+                             build_demo_data, run_demo)
 
 
 def parse_args() -> argparse.Namespace:
@@ -30,8 +33,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--num-train', type=int, help="training images (per class for cls); default: the task's")
     parser.add_argument('--num-val', type=int, help="held-out images (per class for cls); default: the task's")
     parser.add_argument('--seed', type=int, default=0)
+    models = parser.add_mutually_exclusive_group()
+    models.add_argument('--ablation', action='store_true',
+                        help='also train the reconstruction-only model (recon: DAT with eps 0, no attack)')
+    models.add_argument('--models', nargs='+', choices=list(DEMO_MODELS),
+                        help=f'models to compare, the first is the mCE reference (default: {" ".join(DEFAULT_MODELS)})')
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads (tiny models: 1 is fastest)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='config overrides for both runs')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help="config overrides for every compared run")
     parser.add_argument('--verbose', action='store_true', help="keep mmengine's INFO logging")
     parser.add_argument('--data-only', action='store_true',
                         help="write the task's dataset (what configs/demo/ read) and stop: no training")
@@ -48,8 +56,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     run_demo(args.task, args.work_dir or f'work_dirs/demo/{args.task}', args.data_root,
              corruptions=args.corruptions, severities=args.severities, seed=args.seed,
-             num_train=args.num_train, num_val=args.num_val,
-             cfg_options=args.cfg_options, verbose=args.verbose)
+             num_train=args.num_train, num_val=args.num_val, cfg_options=args.cfg_options,
+             models=args.models or (ABLATION_MODELS if args.ablation else DEFAULT_MODELS), verbose=args.verbose)
 
 
 def write_data_only(args: argparse.Namespace) -> None:

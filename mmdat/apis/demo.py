@@ -1,18 +1,24 @@
 """The embedded-default demo: plain vs DAT training on the built-in shapes data, then a robustness test.
 
 For one task (``'cls'``, ``'det'`` or ``'seg'``) :func:`run_demo` writes the built-in dataset
-(deterministic), trains the tiny demo model twice with the same seed, data order and budget --
-once plainly (the DAT preprocessor with ``enabled=False``) and once with DAT --, evaluates both on
-the clean test split and under ImageNet-C-style corruptions, and writes into its work dir:
+(deterministic), trains the demo model several times with the same seed, data order and budget --
+plainly (the DAT preprocessor with ``enabled=False``), with DAT, and optionally with the
+reconstruction-only ablation (DAT with ``eps=0``: the model trains on ``Q(Q(x))`` without the attack)
+--, evaluates each on the clean test split and under ImageNet-C-style corruptions, and writes into
+its work dir:
 
 * ``results.json`` (every number) and ``results.txt`` (the side-by-side table),
 * ``dat_examples.png``: clean / VQGAN reconstruction / adversarial triplets of the DAT run,
-* ``accuracy_vs_severity.png``: the metric of both models against the corruption severity,
-* ``plain/`` and ``dat/``: the two runs' logs, checkpoints and robustness results.
+* ``accuracy_vs_severity.png``: the metric of every model against the corruption severity,
+* ``plain/``, ``recon/``, ``dat/``: the runs' logs, checkpoints, robustness results and training
+  curves (``curves.json``: clean and adversarial loss, DAT statistics),
+* ``pretrain/`` (detection): the classification pretraining of the detector's backbone, reused by
+  later runs with the same config, data and seed.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -28,14 +34,16 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
 from mmengine.runner import IterBasedTrainLoop
+import torch
 
 from mmdat.datasets import make_shapes_ade20k, make_shapes_classification, make_shapes_coco
 from mmdat.datasets.transforms.corruption import BENCHMARK_CORRUPTIONS, resolve_corruptions
 from mmdat.robustness import RESULT_FILE, run_corruption_benchmark
 from .runner import build_runner
 
-__all__ = ['DEMO_TASKS', 'BENCHMARK_CORRUPTIONS', 'DemoTask', 'DemoProgressHook', 'build_demo_data',
-           'demo_config', 'evaluate_corruptions', 'summarize', 'format_table', 'run_demo']
+__all__ = ['DEMO_TASKS', 'DEMO_MODELS', 'BENCHMARK_CORRUPTIONS', 'DemoTask', 'PretrainStage', 'DemoProgressHook',
+           'build_demo_data', 'demo_config', 'pretrain_backbone', 'evaluate_corruptions', 'summarize',
+           'format_table', 'training_curves', 'run_demo']
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,6 +80,25 @@ class _LogLinesOnly(io.TextIOBase):
 
 
 @dataclass(frozen=True)
+class PretrainStage:
+    """Classification pretraining of a demo model's backbone (the ImageNet stage before COCO).
+
+    Args:
+        config: a classification config whose ``model.backbone`` is the task model's backbone
+            (same class and widths), relative to the repository root.
+        data_root: its dataset directory (shapes classification, written by
+            :func:`~mmdat.datasets.make_shapes_classification`).
+        sizes: (train, val) images per class.
+        data: further keyword arguments of the dataset builder (e.g. the image ``size``).
+    """
+
+    config: str
+    data_root: str
+    sizes: tuple = (500, 25)
+    data: Mapping = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class DemoTask:
     """One task of the demo.
 
@@ -84,6 +111,7 @@ class DemoTask:
         sizes: default (train, val) sizes of the dataset, in units of ``size_key``.
         size_key: the builder's size argument ('num_per_class' or 'num_images').
         data: further keyword arguments of the dataset builder.
+        pretrain: the backbone's classification pretraining, if the model is fine-tuned.
     """
 
     config: str
@@ -94,16 +122,38 @@ class DemoTask:
     sizes: tuple = (0, 0)
     size_key: str = 'num_images'
     data: Mapping = field(default_factory=dict)
+    pretrain: Optional[PretrainStage] = None
 
 
 DEMO_TASKS: dict[str, DemoTask] = {
     'cls': DemoTask('configs/demo/resnet-tiny_dat_shapes.py', 'data/shapes_cls', 'accuracy/top1', 'top-1',
                     sizes=(1000, 50), size_key='num_per_class', data=dict(size=32)),
-    'det': DemoTask('configs/demo/faster-rcnn-tiny_dat_shapes.py', 'data/shapes_coco', 'coco/bbox_mAP',
-                    'box AP', metric_scale=100.0, sizes=(200, 50)),
+    'det': DemoTask('configs/demo/faster-rcnn-r18-pretrained_dat_shapes.py', 'data/shapes_coco', 'coco/bbox_mAP',
+                    'box AP', metric_scale=100.0, sizes=(200, 50),
+                    pretrain=PretrainStage('configs/demo/resnet18-det-backbone_shapes-pretrain.py',
+                                           'data/shapes_cls48', sizes=(1000, 25), data=dict(size=48))),
     'seg': DemoTask('configs/demo/fcn-tiny_dat_shapes.py', 'data/shapes_ade20k', 'mIoU', 'mIoU',
                     sizes=(400, 50)),
 }
+
+
+#: the models a demo compares: name -> the DAT settings that differ from the config's
+DEMO_MODELS: dict[str, dict] = {
+    'plain': dict(enabled=False),             # the same preprocessor, DAT off
+    'recon': dict(enabled=True, eps=0.0),     # ablation: trains on Q(Q(x)), no attack
+    'DAT': dict(enabled=True),                # the paper's recipe (eps 0.1, one L2 step)
+}
+#: what ``tools/demo.py`` runs by default, and with ``--ablation``
+DEFAULT_MODELS = ('plain', 'DAT')
+ABLATION_MODELS = ('plain', 'recon', 'DAT')
+
+
+def _model_name(dat: Union[bool, str]) -> str:
+    if isinstance(dat, bool):
+        return 'DAT' if dat else 'plain'
+    if dat not in DEMO_MODELS:
+        raise ValueError(f'unknown demo model {dat!r}; choose one of {list(DEMO_MODELS)}')
+    return dat
 
 
 def _task(task: str) -> DemoTask:
@@ -135,19 +185,24 @@ def build_demo_data(task: str, data_root: Union[str, Path], seed: int = 0, num_t
     return builder(data_root, **{spec.size_key: sizes}, seed=seed, **spec.data)
 
 
-def demo_config(task: str, work_dir: Union[str, Path], data_root: Union[str, Path], dat: bool,
-                cfg_options: Optional[dict] = None, seed: int = 0, verbose: bool = False) -> Config:
-    """The demo config of ``task`` pointed at ``data_root``, with DAT on or off.
+def demo_config(task: str, work_dir: Union[str, Path], data_root: Union[str, Path], dat: Union[bool, str],
+                cfg_options: Optional[dict] = None, seed: int = 0, verbose: bool = False,
+                pretrained: Optional[Union[str, Path]] = None) -> Config:
+    """The demo config of ``task`` pointed at ``data_root``, for one of :data:`DEMO_MODELS`.
 
     Args:
         task: 'cls', 'det' or 'seg'.
         work_dir: the run's work dir.
         data_root: the dataset written by :func:`build_demo_data`.
-        dat: train with DAT (False: the same preprocessor with ``dat.enabled=False``).
+        dat: the model: 'plain', 'recon' or 'DAT' (True = 'DAT', False = 'plain': the same
+            preprocessor with ``dat.enabled=False``).
         cfg_options: overrides merged last (e.g. ``{'train_cfg.max_epochs': 1}``).
-        seed: the run's seed (``randomness.seed``), the same for both runs.
+        seed: the run's seed (``randomness.seed``), the same for every model.
         verbose: keep mmengine's INFO logging (default: warnings only; the demo prints progress).
+        pretrained: backbone weights (:func:`pretrain_backbone`) to initialise ``model.backbone``
+            with; tasks with a pretraining stage need them unless ``cfg_options`` set an init.
     """
+    name = _model_name(dat)
     spec = _task(task)
     path = REPO_ROOT / spec.config
     if not path.is_file():
@@ -155,17 +210,19 @@ def demo_config(task: str, work_dir: Union[str, Path], data_root: Union[str, Pat
                                 '(pip install -e .)')
     cfg = Config.fromfile(str(path))
     data_root = str(data_root)
-    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        cfg[name].dataset.data_root = data_root
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = data_root
     if task == 'det':
         ann = str(Path(data_root) / 'annotations' / 'instances_val.json')
         cfg.val_evaluator.ann_file = ann
         cfg.test_evaluator.ann_file = ann
     preprocessor = cfg.data_preprocessor if task == 'cls' else cfg.model.data_preprocessor
-    preprocessor.dat.enabled = bool(dat)
+    preprocessor.dat.update(DEMO_MODELS[name])
+    if pretrained is not None:
+        cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=str(pretrained), prefix='backbone.')
     cfg.work_dir = str(work_dir)
     if cfg.get('visualizer'):  # mmdet/mmseg name theirs 'visualizer': the second run would reuse the first's
-        cfg.visualizer.name = f'mmdat_demo_{"dat" if dat else "plain"}_{time.time_ns()}'
+        cfg.visualizer.name = f'mmdat_demo_{name.lower()}_{time.time_ns()}'
     cfg.randomness = dict(seed=seed)
     cfg.log_level = 'INFO' if verbose else 'WARNING'
     if cfg_options:
@@ -411,36 +468,180 @@ def save_dat_examples(run_dir: Union[str, Path], path: Union[str, Path], scale: 
 
 
 def train_model(cfg: Config, label: str, log: Log = _print, progress_interval: int = 50):
-    """Build the runner of ``cfg``, train it with a :class:`DemoProgressHook`; returns the runner."""
+    """Build the runner of ``cfg``, train it with a :class:`DemoProgressHook`; returns the runner.
+
+    The training curves (:func:`training_curves`) are written to ``<work_dir>/curves.json``.
+    """
     runner = build_runner(cfg)
     runner.register_hook(DemoProgressHook(label, log, progress_interval))
     runner.train()
+    curves = training_curves(runner.message_hub)
+    (Path(runner.work_dir) / CURVES_FILE).write_text(json.dumps(curves))
     return runner
+
+
+CURVES_FILE = 'curves.json'
+#: DAT statistics (DATHook, every logging interval) kept in the training curves
+DAT_CURVE_KEYS = ('dat_codes_changed', 'dat_reconstruction_psnr', 'dat_attack_start_loss', 'dat_adversarial_norm')
+
+
+def training_curves(message_hub, parts: int = 4) -> dict:
+    """Clean and adversarial training loss and the DAT statistics of a finished run.
+
+    From the run's message hub (``train/*`` scalars): ``clean_loss`` is the optimised loss minus its
+    adversarial terms (``adv_*``), ``adversarial_loss`` the sum of those terms (the loss on ``x_adv``,
+    or on ``Q(Q(x))`` for the reconstruction-only model), one value per iteration; the DAT
+    statistics have one value per logging interval.
+
+    Returns:
+        dict(series={name: [values]}, summary={name: [mean over each of ``parts`` equal parts of the
+        run]}), with ``adversarial_loss`` only when every iteration has one.
+    """
+    scalars = message_hub.log_scalars
+
+    def series(key: str) -> Optional[np.ndarray]:
+        buffer = scalars.get(f'train/{key}')
+        return None if buffer is None else np.asarray(buffer.data[0], dtype=np.float64)
+
+    curves = {}
+    logged = series('loss')
+    if logged is not None and logged.size:
+        adv_keys = [k[len('train/'):] for k in scalars if k.startswith('train/adv_') and 'loss' in k]
+        parts_adv = [series(k) for k in adv_keys]
+        if parts_adv and all(p.shape == logged.shape for p in parts_adv):
+            adversarial = np.sum(parts_adv, axis=0)
+            # a model whose own loss key is 'loss' (mmpretrain): parse_losses' total is then overwritten
+            # by that key in the log, so train/loss is the clean loss; otherwise it is the total
+            clean = logged if 'train/adv_loss' in scalars else logged - adversarial
+            curves.update(clean_loss=clean, adversarial_loss=adversarial)
+        else:
+            curves['clean_loss'] = logged
+    for key in DAT_CURVE_KEYS:
+        values = series(key)
+        if values is not None and values.size:
+            curves[key] = values
+    summary = {name: [float(chunk.mean()) for chunk in np.array_split(values, min(parts, values.size))]
+               for name, values in curves.items()}
+    return dict(series={name: [round(float(v), 5) for v in values] for name, values in curves.items()},
+                summary=summary)
+
+
+def _describe_curves(curves: dict) -> str:
+    s = curves['summary']
+    parts = []
+    for key, label in (('clean_loss', 'clean loss'), ('adversarial_loss', 'adversarial loss')):
+        if key in s:
+            parts.append(f'{label} {s[key][0]:.3f} -> {s[key][-1]:.3f}')
+    if 'dat_codes_changed' in s:
+        parts.append(f'visual words changed {100 * float(np.mean(s["dat_codes_changed"])):.1f}%')
+    if 'dat_reconstruction_psnr' in s:
+        parts.append(f'reconstruction PSNR {float(np.mean(s["dat_reconstruction_psnr"])):.1f} dB')
+    return ', '.join(parts) + ' (first -> last quarter of training)' if parts else 'no curves'
+
+
+PRETRAIN_RECORD = 'pretrain.json'
+BACKBONE_FILE = 'backbone.pth'
+
+
+def pretrain_backbone(task: str, work_dir: Union[str, Path], seed: int = 0, data_root: Optional[Union[str, Path]] = None,
+                      num_train: Optional[int] = None, num_val: Optional[int] = None,
+                      cfg_options: Optional[dict] = None, verbose: bool = False, log: Log = _print) -> dict:
+    """The classification pretraining of ``task``'s backbone (:class:`PretrainStage`), done once.
+
+    Writes its dataset, trains the classifier into ``<work_dir>`` and exports the backbone alone
+    (``backbone.*`` tensors, weights-only loadable) to ``<work_dir>/backbone.pth``. A later call
+    with the same config, overrides, data and seed reuses that file (``pretrain.json`` records a
+    fingerprint of them) instead of training again.
+
+    Args:
+        task: a task of :data:`DEMO_TASKS` with a pretraining stage ('det').
+        work_dir: where the classifier's run and the backbone file go.
+        seed: seed of the data and of the run.
+        data_root: the classification dataset's directory. Defaults to the stage's.
+        num_train, num_val: images per class. Default to the stage's.
+        cfg_options: overrides of the classification config.
+        verbose: keep mmengine's INFO logging.
+        log: where progress lines go.
+
+    Returns:
+        dict(checkpoint=path of the backbone file, top1=held-out top-1 (%), seconds, reused).
+    """
+    stage = _task(task).pretrain
+    if stage is None:
+        raise ValueError(f'the {task!r} demo has no pretraining stage')
+    work_dir = Path(work_dir)
+    data_root = Path(data_root or stage.data_root)
+    t0 = time.perf_counter()
+    sizes = dict(train=stage.sizes[0] if num_train is None else int(num_train),
+                 val=stage.sizes[1] if num_val is None else int(num_val))
+    info = make_shapes_classification(data_root, num_per_class=sizes, seed=seed, **stage.data)
+    cfg = Config.fromfile(str(REPO_ROOT / stage.config))
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = str(data_root)
+    cfg.randomness = dict(seed=seed)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    fingerprint = hashlib.sha256(json.dumps(dict(config=cfg.to_dict(), data={k: v for k, v in info.items() if k != 'root'}),
+                                            sort_keys=True, default=str).encode()).hexdigest()
+    record_file, backbone_file = work_dir / PRETRAIN_RECORD, work_dir / BACKBONE_FILE
+    if record_file.is_file() and backbone_file.is_file():
+        try:
+            record = json.loads(record_file.read_text())
+        except ValueError:
+            record = {}
+        if record.get('fingerprint') == fingerprint:
+            log(f'[demo] reusing the pretrained backbone {backbone_file} (held-out top-1 {record["top1"]:.1f}%)')
+            return dict(record, checkpoint=str(backbone_file), reused=True)
+    record_file.unlink(missing_ok=True)
+    cfg.work_dir = str(work_dir)
+    cfg.log_level = 'INFO' if verbose else 'WARNING'
+    log(f'[demo] pretraining the backbone on shape classification ({stage.config}, '
+        f'{_describe(info)} of {stage.data.get("size", 32)} px)')
+    runner = train_model(cfg, 'pretrain', log)
+    metrics = runner.test()
+    top1 = float(metrics['accuracy/top1'])
+    model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+    backbone = {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k.startswith('backbone.')}
+    torch.save(dict(state_dict=backbone, meta=dict(config=stage.config, seed=seed, top1=top1)), backbone_file)
+    seconds = time.perf_counter() - t0
+    record = dict(fingerprint=fingerprint, top1=top1, seconds=seconds, config=stage.config, seed=seed)
+    record_file.write_text(json.dumps(record, indent=1))
+    log(f'[demo] pretrained backbone: held-out top-1 {top1:.1f}% in {seconds:.0f}s -> {backbone_file}')
+    del runner
+    return dict(record, checkpoint=str(backbone_file), reused=False)
 
 
 def run_demo(task: str = 'cls', work_dir: Union[str, Path] = 'work_dirs/demo/cls',
              data_root: Optional[Union[str, Path]] = None,
              corruptions: Sequence[str] = BENCHMARK_CORRUPTIONS, severities: Sequence[int] = (1, 2, 3, 4, 5),
              seed: int = 0, num_train: Optional[int] = None, num_val: Optional[int] = None,
-             cfg_options: Optional[dict] = None,
+             cfg_options: Optional[dict] = None, models: Sequence[str] = DEFAULT_MODELS,
+             pretrain_options: Optional[dict] = None,
              verbose: bool = False, log: Optional[Log] = None) -> dict:
     """The whole demo for one task; returns the summary and writes the files listed in the module docstring.
 
     Args:
         task: 'cls', 'det' or 'seg'.
         work_dir: output directory.
-        data_root: dataset directory. Defaults to the task's (``data/shapes_cls``, ...).
+        data_root: dataset directory. Defaults to the task's (``data/shapes_cls``, ...). The
+            pretraining data (det) goes to ``<data_root>-pretrain`` (default: ``data/shapes_cls48``).
         corruptions: imagecorruptions names. Defaults to the 15 ImageNet-C benchmark corruptions.
         severities: severities in 1..5. Defaults to all five.
-        seed: seed of the data and of both runs.
+        seed: seed of the data and of every run.
         num_train, num_val: dataset sizes (see :func:`build_demo_data`). Default to the task's.
-        cfg_options: config overrides for both runs (e.g. a shorter schedule).
+        cfg_options: config overrides for every compared run (e.g. a shorter schedule).
+        models: which of :data:`DEMO_MODELS` to train, in table order (the first is the reference
+            of the relative mCE). Defaults to ('plain', 'DAT'); ('plain', 'recon', 'DAT') adds the
+            reconstruction-only ablation.
+        pretrain_options: keyword arguments of :func:`pretrain_backbone` for tasks that have a
+            pretraining stage (``data_root``, ``num_train``, ``num_val``, ``cfg_options``).
         verbose: keep mmengine's INFO logging.
         log: where progress lines go. Defaults to printing them (to the stdout of the call: unless
             ``verbose``, other prints during the runs are dropped, mmengine's log lines kept).
 
     Returns:
-        dict(task, metric, summary={'plain': ..., 'DAT': ...}, table, files, seconds).
+        dict(task, metric, summary={model: ...}, table, diagnostics={model: training curves summary},
+        pretrain (tasks that have one), files, seconds).
     """
     spec = _task(task)
     if log is None:
@@ -452,8 +653,12 @@ def run_demo(task: str = 'cls', work_dir: Union[str, Path] = 'work_dirs/demo/cls
     if any(isinstance(s, bool) or int(s) != s or not 1 <= int(s) <= 5 for s in severities):
         raise ValueError(f'severities must be integers in 1..5, got {list(severities)}')
     severities = sorted({int(s) for s in severities})
+    models = [_model_name(m) for m in models]
+    if not models or len(set(models)) != len(models):
+        raise ValueError(f'models must name distinct demo models among {list(DEMO_MODELS)}, got {models}')
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
+    data_root_given = data_root is not None
     data_root = Path(data_root or spec.data_root)
     times = {}
     t0 = time.perf_counter()
@@ -462,47 +667,71 @@ def run_demo(task: str = 'cls', work_dir: Union[str, Path] = 'work_dirs/demo/cls
     times['data'] = time.perf_counter() - t0
     log(f'[demo] dataset ready ({_describe(info)}) in {times["data"]:.1f}s')
 
-    raw = {}
-    for name, dat in (('plain', False), ('DAT', True)):
+    pretrained = None
+    if spec.pretrain is not None:
+        t = time.perf_counter()
+        quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(_LogLinesOnly(sys.stdout))
+        with quiet:
+            options = dict(pretrain_options or {})
+            if data_root_given:  # next to the task's data, so that runs with other data roots never share it
+                options.setdefault('data_root', f'{data_root}-pretrain')
+            pretrained = pretrain_backbone(task, work_dir / 'pretrain', seed, verbose=verbose, log=log, **options)
+        times['pretrain'] = time.perf_counter() - t
+
+    raw, diagnostics = {}, {}
+    for name in models:
+        run_dir = work_dir / name.lower()
         quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(_LogLinesOnly(sys.stdout))
         with quiet:
             t = time.perf_counter()
-            cfg = demo_config(task, work_dir / name.lower(), data_root, dat, cfg_options, seed, verbose)
-            log(f'[demo] training the {name} model ({spec.config}, DAT {"on" if dat else "off"})')
+            cfg = demo_config(task, run_dir, data_root, name, cfg_options, seed, verbose,
+                              pretrained=pretrained['checkpoint'] if pretrained else None)
+            log(f'[demo] training the {name} model ({spec.config}, {_MODEL_DESCRIPTIONS[name]})')
             runner = train_model(cfg, name, log)
             times[f'train {name}'] = time.perf_counter() - t
+            diagnostics[name] = json.loads((run_dir / CURVES_FILE).read_text())['summary']
             t = time.perf_counter()
             # the benchmark resumes from a record of the same checkpoint path: a new model must not reuse it
-            (work_dir / name.lower() / RESULT_FILE).unlink(missing_ok=True)
+            (run_dir / RESULT_FILE).unlink(missing_ok=True)
             log(f'[demo] evaluating the {name} model: clean, then {len(corruptions)} corruptions x '
                 f'severities {",".join(map(str, severities))}')
-            raw[name] = evaluate_corruptions(runner, spec.metric, corruptions, severities, work_dir / name.lower(),
+            raw[name] = evaluate_corruptions(runner, spec.metric, corruptions, severities, run_dir,
                                              seed=seed, quiet=not verbose)
             times[f'evaluate {name}'] = time.perf_counter() - t
             del runner
         corrupted = np.mean([v for row in raw[name]['corruptions'].values() for v in row.values()])
         log(f'[demo] {name}: clean {spec.metric_name} {raw[name]["clean"] * spec.metric_scale:.2f}, '
-            f'mean under corruptions {corrupted * spec.metric_scale:.2f}')
+            f'mean under corruptions {corrupted * spec.metric_scale:.2f}; '
+            f'{_describe_curves(dict(summary=diagnostics[name]))}')
 
     summary = summarize(raw, spec.metric_scale)
     table = format_table(summary, spec.metric_name)
     files = dict(results=work_dir / 'results.json', table=work_dir / 'results.txt',
                  severity_plot=plot_severity(summary, spec.metric_name, work_dir / 'accuracy_vs_severity.png'),
-                 dat_examples=save_dat_examples(work_dir / 'dat', work_dir / 'dat_examples.png'))
+                 dat_examples=save_dat_examples(work_dir / 'dat', work_dir / 'dat_examples.png')
+                 if 'DAT' in models else None)
     times['total'] = time.perf_counter() - t0
-    header = (f'DAT demo ({task}): plain vs DAT, same seed, data order and budget; {spec.metric_name} on '
+    compared = ' vs '.join(models)
+    header = (f'DAT demo ({task}, seed {seed}): {compared}, same seed, data order and budget'
+              f'{"; recon = DAT with eps 0 (trains on Q(Q(x)), no attack)" if "recon" in models else ""}'
+              f'{"; backbone pretrained on shape classification" if pretrained else ""}; {spec.metric_name} on '
               f'{_describe(info, "val")} held-out images, clean and under {len(corruptions)} corruptions')
     files['table'].write_text(header + '\n' + table + '\n')
-    out = dict(task=task, metric=spec.metric, metric_name=spec.metric_name, seed=seed,
+    out = dict(task=task, metric=spec.metric, metric_name=spec.metric_name, seed=seed, models=models,
                corruptions=list(corruptions), severities=[int(s) for s in severities],
-               summary=summary, table=table, seconds=times,
+               summary=summary, table=table, diagnostics=diagnostics, seconds=times,
                files={k: (str(v) if v is not None else None) for k, v in files.items()})
+    if pretrained is not None:
+        out['pretrain'] = pretrained
     files['results'].write_text(json.dumps(out, indent=1))
     log(f'\n{header}\n{table}\n')
     log('[demo] time: ' + ', '.join(f'{k} {v:.0f}s' for k, v in times.items()))
     for key in ('dat_examples', 'severity_plot', 'table', 'results'):
         log(f'[demo] {key.replace("_", " ")}: {files[key] if files[key] is not None else "none written"}')
     return out
+
+
+_MODEL_DESCRIPTIONS = {'plain': 'DAT off', 'recon': 'reconstruction only: DAT with eps 0', 'DAT': 'DAT on'}
 
 
 def _describe(info: dict, split: Optional[str] = None) -> str:

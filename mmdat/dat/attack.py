@@ -19,7 +19,7 @@ import math
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,7 @@ class DATResult:
     perturbed: Optional[Tensor]       # x' (continuous, before re-quantisation)
     adversarial: Optional[Tensor]     # x_adv = Q(x')
     random_start: bool
-    eps: float = math.nan             # the radius used (after the warm-up's strength)
+    eps: float = math.nan             # the radius used (after the warm-up's strength; mean over images)
     start_loss: float = math.nan      # loss at the attack's first point (x_rec or x_rec + noise)
     skipped_reason: Optional[str] = None
     zero_gradient_images: int = 0     # images no step moved: their input gradient was exactly zero
@@ -93,12 +93,21 @@ class DATAttack:
         vqgan_max_size (int, optional): if set, images whose longer side exceeds it are resized down
             for the VQGAN and back afterwards (a documented deviation from the paper, for detection
             sizes). Defaults to None.
+        eps_reference_size (int, optional): if set (e.g. 224), ``eps`` and ``step_size`` are those of
+            an ``eps_reference_size`` x ``eps_reference_size`` image, and each image's own radius and
+            step are scaled by ``sqrt(h * w) / eps_reference_size`` (its valid region): the L2 norm per
+            pixel stays that of the reference size whatever the image size. L2 only (an Linf radius
+            is already per pixel). None (the paper): the same L2 radius for every image, so the
+            per-pixel change shrinks as images grow. Defaults to None.
+
+    With ``eps == 0`` the attack is skipped (no model forward or gradient): ``x' = x_rec`` and
+    ``x_adv = Q(Q(x))``, the reconstruction-only ablation of DAT.
     """
 
     def __init__(self, vqgan, eps: float = 0.1, step_size: float = 0.1, steps: int = 1,
                  norm: str = 'l2', random_start_prob: float = 0.8, seed: int = 0,
-                 vqgan_max_size: Optional[int] = None) -> None:
-        self.check_settings(eps, step_size, steps, norm, random_start_prob, vqgan_max_size)
+                 vqgan_max_size: Optional[int] = None, eps_reference_size: Optional[int] = None) -> None:
+        self.check_settings(eps, step_size, steps, norm, random_start_prob, vqgan_max_size, eps_reference_size)
         if not (callable(getattr(vqgan, 'encode', None)) and callable(getattr(vqgan, 'decode', None))):
             raise TypeError(f'DATAttack needs a VQGAN with encode/decode, got {type(vqgan).__name__}')
         self.vqgan = vqgan
@@ -109,11 +118,13 @@ class DATAttack:
         self.random_start_prob = float(random_start_prob)
         self.seed = int(seed)
         self.vqgan_max_size = vqgan_max_size
+        self.eps_reference_size = eps_reference_size
         self._calls = 0
 
     @staticmethod
     def check_settings(eps: float = 0.1, step_size: float = 0.1, steps: int = 1, norm: str = 'l2',
-                       random_start_prob: float = 0.8, vqgan_max_size: Optional[int] = None) -> None:
+                       random_start_prob: float = 0.8, vqgan_max_size: Optional[int] = None,
+                       eps_reference_size: Optional[int] = None) -> None:
         """Raise ValueError for settings the attack cannot run with (called when a config is built)."""
         if norm not in ('l2', 'linf'):
             raise ValueError(f"norm must be 'l2' or 'linf', got {norm!r}")
@@ -125,6 +136,13 @@ class DATAttack:
             raise ValueError(f'random_start_prob must be in [0, 1], got {random_start_prob}')
         if vqgan_max_size is not None and vqgan_max_size < 1:
             raise ValueError(f'vqgan_max_size must be a positive int or None, got {vqgan_max_size}')
+        if eps_reference_size is not None:
+            if isinstance(eps_reference_size, bool) or not isinstance(eps_reference_size, int) \
+                    or eps_reference_size < 1:
+                raise ValueError(f'eps_reference_size must be a positive int or None, got {eps_reference_size!r}')
+            if norm != 'l2':
+                raise ValueError("eps_reference_size scales an L2 radius: it needs norm='l2' (an Linf "
+                                 'radius is already per pixel)')
 
     # ------------------------------------------------------------------ decisions
     def draw(self, step: Optional[int], salt: str) -> float:
@@ -174,21 +192,45 @@ class DATAttack:
         return rec, codes
 
     # ------------------------------------------------------------------ attack
+    def radius(self, images: Tensor, image_sizes: ImageSizes = None, strength: float = 1.0) -> Union[float, Tensor]:
+        """The L2 (or Linf) radius of each image: ``eps * strength``, a float, or with
+        ``eps_reference_size`` a (B, 1, 1, 1) tensor scaled by ``sqrt(h * w) / eps_reference_size``
+        of each image's valid region (the step size scales alike, see :meth:`step_length`)."""
+        return self.eps * strength * self._size_factor(images, image_sizes)
+
+    def step_length(self, images: Tensor, image_sizes: ImageSizes = None,
+                    strength: float = 1.0) -> Union[float, Tensor]:
+        """The ascent step of each image, scaled like :meth:`radius`."""
+        return self.step_size * strength * self._size_factor(images, image_sizes)
+
+    def _size_factor(self, images: Tensor, image_sizes: ImageSizes) -> Union[float, Tensor]:
+        if self.eps_reference_size is None:
+            return 1.0
+        b, _, h, w = images.shape
+        sizes = [(h, w)] * b if image_sizes is None else image_sizes
+        areas = torch.tensor([float(vh) * float(vw) for vh, vw in sizes], device=images.device)
+        return (areas.sqrt() / self.eps_reference_size).view(b, 1, 1, 1)
+
     def perturb(self, x_rec: Tensor, loss_fn: Callable[[Tensor], Tensor],
-                mask: Optional[Tensor] = None, random_start: bool = False,
-                strength: float = 1.0) -> Perturbation:
+                mask: Optional[Tensor] = None, random_start: bool = False, strength: float = 1.0,
+                image_sizes: ImageSizes = None) -> Perturbation:
         """Gradient ascent from ``x_rec`` inside the eps-ball.
 
         ``strength`` scales eps and the step size (warm-up). ``loss_fn`` and its input gradient run in
         float32 with autocast disabled (the reference's precision, whatever the caller's autocast).
         After a non-finite loss or gradient the remaining steps still run ``loss_fn`` (without
         moving), so that every rank of a distributed run runs the same forwards and backwards (their
-        collectives, e.g. SyncBN, must match); the caller decides the skip.
+        collectives, e.g. SyncBN, must match); the caller decides the skip. A zero radius
+        (``eps == 0`` or ``strength == 0``, the same on every rank) returns ``x_rec`` itself without
+        calling ``loss_fn`` (start_loss is then NaN): the reconstruction-only ablation.
         """
-        eps, step_size = self.eps * strength, self.step_size * strength
         x_rec = x_rec.detach()
+        if self.eps * strength == 0:
+            return Perturbation(x_rec.clone(), math.nan, None)
+        eps = self.radius(x_rec, image_sizes, strength)
+        step_size = self.step_length(x_rec, image_sizes, strength)
         x = x_rec.clone()
-        if random_start and eps > 0:
+        if random_start:
             x = (x + self._random_noise(x_rec, mask, eps)).clamp_(0, 1)
         start_loss, error = math.nan, None
         moved = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
@@ -224,8 +266,9 @@ class DATAttack:
             return grad.sign()
         return grad / (_per_image_norm(grad, 'l2') + 1e-10)
 
-    def project(self, delta: Tensor, eps: Optional[float] = None) -> Tensor:
-        """``delta`` projected on the eps-ball of the attack's norm (per image)."""
+    def project(self, delta: Tensor, eps: Union[None, float, Tensor] = None) -> Tensor:
+        """``delta`` projected on the eps-ball of the attack's norm (per image; ``eps`` may be a
+        (B, 1, 1, 1) tensor of per-image radii)."""
         eps = self.eps if eps is None else eps
         if self.norm == 'linf':
             return delta.clamp(-eps, eps)
@@ -233,7 +276,7 @@ class DATAttack:
         factor = torch.where(norms > eps, eps / (norms + 1e-12), torch.ones_like(norms))
         return delta * factor
 
-    def _random_noise(self, like: Tensor, mask: Optional[Tensor], eps: float) -> Tensor:
+    def _random_noise(self, like: Tensor, mask: Optional[Tensor], eps: Union[float, Tensor]) -> Tensor:
         if self.norm == 'linf':
             noise = torch.empty_like(like).uniform_(-eps, eps)
             return noise if mask is None else noise * mask
@@ -257,8 +300,9 @@ class DATAttack:
         self._calls += 1
         mask = valid_region_mask(images, image_sizes)
         x_rec, rec_codes = self.quantize(images, image_sizes, return_codes=True)
-        x_pert, start_loss, error, zero_gradient = self.perturb(x_rec, loss_fn, mask, random_start, strength)
-        eps = self.eps * strength
+        x_pert, start_loss, error, zero_gradient = self.perturb(x_rec, loss_fn, mask, random_start, strength,
+                                                                image_sizes)
+        eps = float(torch.as_tensor(self.radius(images, image_sizes, strength)).mean())
         if error is not None:
             return DATResult(x_rec, None, None, random_start, eps, start_loss, skipped_reason=error)
         x_adv, adv_codes = self.quantize(x_pert, image_sizes, return_codes=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import logging
 import numbers
 import os
 import os.path as osp
@@ -42,7 +43,7 @@ from .report import (RESULT_FILE, atomic_write_json, load_record, source_descrip
                      write_report)
 
 __all__ = ['run_corruption_benchmark', 'resolve_severities', 'task_family', 'insert_corruption',
-           'find_unfit_images', 'RESULT_FILE']
+           'find_unfit_images', 'no_prediction_metrics', 'RESULT_FILE']
 
 # Transforms that change the geometry of classification inputs: dropped for the released
 # ImageNet-C images, which are already 224x224 (Hendrycks' test.py applies no Resize).
@@ -550,6 +551,8 @@ def run_corruption_benchmark(runner, corruptions: Sequence[str], severities: Seq
         _set_dump_paths(runner, out, cell)
         metrics = runner.test_loop.run()
         spent.append(time.perf_counter() - start)
+        if not metrics and severity != 0:
+            metrics = no_prediction_metrics(record['results'].get(CLEAN, {}).get('0', {}), cell)
         record['results'].setdefault(corruption, {})[str(severity)] = _plain(metrics)
         record['seconds'].setdefault(corruption, {})[str(severity)] = round(spent[-1], 3)
         if is_main_process():
@@ -570,6 +573,21 @@ def run_corruption_benchmark(runner, corruptions: Sequence[str], severities: Seq
         print_log(f'robustness results ({json_path}):\n{table}', logger='current')
     barrier()
     return record
+
+
+def no_prediction_metrics(clean: dict, cell: str) -> dict:
+    """The scores of a corrupted cell on which the model predicted nothing at all.
+
+    mmdet's ``CocoMetric`` then reports no metric (an empty dict; "The testing results of the whole
+    dataset is empty"): left as it is, the cell would be dropped from the averages (raising mPC)
+    or break a reader that expects the metric. With no prediction every precision/recall score is 0;
+    a score that is -1 on the clean images (COCO: no ground truth of that size) stays -1.
+    """
+    filled = {key: (-1.0 if value == -1 else 0.0) for key, value in clean.items()
+              if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    print_log(f'robustness: {cell}: the evaluator reported no metric (the model predicted nothing); '
+              f'scored 0 ({len(filled)} metrics of the clean pass)', logger='current', level=logging.WARNING)
+    return filled
 
 
 def _plain(metrics: dict) -> dict:

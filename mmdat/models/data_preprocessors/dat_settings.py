@@ -10,8 +10,8 @@ from mmdat.dat import DATAttack
 #: the defaults of every DAT setting (the paper's recipe)
 DAT_DEFAULTS = dict(eps=0.1, step_size=0.1, steps=1, norm='l2', random_start_prob=0.8, apply_prob=1.0,
                     clean_loss_weight=1.0, adv_loss_weight=1.0, vqgan_max_size=None,
-                    channel_order='auto', enabled=True)
-_ATTACK_KEYS = ('eps', 'step_size', 'steps', 'norm', 'random_start_prob', 'vqgan_max_size')
+                    eps_reference_size=None, channel_order='auto', enabled=True)
+_ATTACK_KEYS = ('eps', 'step_size', 'steps', 'norm', 'random_start_prob', 'vqgan_max_size', 'eps_reference_size')
 
 
 def parse_dat_settings(dat: Optional[dict], normalization: Optional[tuple[Tensor, Tensor]]) -> dict:
@@ -25,7 +25,10 @@ def parse_dat_settings(dat: Optional[dict], normalization: Optional[tuple[Tensor
             that an iteration uses DAT (same draw on all ranks); clean_loss_weight, adv_loss_weight
             (float, 1.0 each): the objective ``w_c L(x) + w_a L(x_adv)``; vqgan_max_size (int, None):
             run the VQGAN at most at this longer side (a deviation from the paper, for detection
-            sizes); channel_order (str, ``'auto'``): model input order, ``'auto'`` (as upstream
+            sizes); eps_reference_size (int, None): eps and step_size are those of an image of this
+            side (e.g. 224) and scale with ``sqrt(h * w)`` of each image, so the per-pixel size of
+            the L2 step does not shrink on large (detection) images; None = the paper's fixed
+            radius; channel_order (str, ``'auto'``): model input order, ``'auto'`` (as upstream
             produces it), ``'rgb'`` or ``'bgr'``; enabled (bool, True): False = plain training with
             the same preprocessing.
         normalization: the upstream (mean, std), to check that inputs have 3 channels when DAT is
