@@ -23,6 +23,8 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
         assert r['max_abs_diff'] < 1e-3
         assert r['gflops'] > 0 and 0 < r['fraction_of_bound']
         assert r['peak_mb'] is not None and r['peak_mb'] >= 0
+    by_variant = {r['variant']: r for r in rows if r['size'] == '32x32'}
+    assert by_variant['default']['gflops'] < by_variant['baseline']['gflops']  # sub-pixel upsampling: fewer FLOPs
     steps = {r['mode']: r for r in result['step']}
     assert set(steps) == {'plain', 'dat', 'reference', 'vqgan'} and steps['plain']['x_plain'] == 1.0
     # FLOP accounting: DAT adds two VQGAN passes and an attack; the reference also a parameter backward

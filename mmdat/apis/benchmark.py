@@ -451,9 +451,12 @@ def bench_vqgan(settings: BenchmarkSettings, rates: dict[torch.dtype, float]) ->
         section_rates = {**rates, **{dtype: probe.rate for dtype, probe in probes.items()}}
         reference = next((n for n in ('reference-code', 'baseline') if n in variants), next(iter(variants)))
         ref_codes = variants[reference].encode(images) if len(variants) > 1 else None  # nothing to compare
-        flops = vqgan_flops(config, size, batch)['total']
+        # FLOPs each variant executes: the published architecture's, or with sub-pixel upsampling
+        flops_of = {subpixel: vqgan_flops(config, size, batch, subpixel_upsample=subpixel)['total']
+                    for subpixel in (False, True)}
         memory_bound = vqgan_memory_bound(config, size, chunk or batch)['bound']
         for name, v in variants.items():
+            flops = flops_of[isinstance(v, VQGAN) and any(getattr(m, 'subpixel', False) for m in v.decoder.modules())]
             codes = ref_codes if name == reference else v.encode(images)
             seconds = _median(times[name])
             dtype = getattr(v, 'trunk_dtype', None) or torch.float32
