@@ -396,7 +396,8 @@ class VQGAN(nn.Module):
             encoder and decoder under autocast with that dtype on the input's device type.
             'auto' picks bf16 on devices that compute it natively (:func:`native_bf16`: AMX or
             AVX512-BF16 CPUs, CUDA compute capability >= 8.0) and float32 elsewhere; bf16 changes
-            a few percent of the codes (docs/benchmarks.md), hence float32 is the default.
+            a few percent of a reconstruction's codes and many more of DAT's x_adv codes
+            (docs/benchmarks.md), hence float32 is the default.
             The quantiser (quant_conv, nearest code, post_quant_conv) always runs in float32
             and outputs are always float32.
         chunk_size: max images per VQGAN pass; larger batches are processed in chunks
