@@ -134,3 +134,21 @@ def test_memory_bound_of_the_f8_vqgan_at_detection_size():
     assert bound['largest_activation'] == 2 * 256 * 800 * 1344 * 4
     assert bound['bound'] == 4 * bound['largest_activation'] + 4 * 2 ** 26  # + one distance block
     assert vqgan_memory_bound(config, (800, 1344), 1)['largest_activation'] * 2 == bound['largest_activation']
+
+
+def test_amp_section_times_the_attack_in_fp32_and_inside_autocast():
+    """The ``amp`` section: the attack as mmdat runs it under each autocast (fp32 inside) against the
+    attack inside the autocast, relative to plain fp32."""
+    from mmdat.apis.benchmark import run_benchmark
+    settings = BenchmarkSettings.for_device('cpu', quick=True)
+    settings.sections, settings.step_size, settings.step_batch = ('amp',), 16, 2
+    result = run_benchmark(settings)
+    rows = result['amp']
+    assert [(r['autocast'], r['attack_dtype']) for r in rows] == [
+        (None, 'fp32'), ('bf16', 'fp32'), ('bf16', 'bf16'), ('fp16', 'fp32'), ('fp16', 'fp16')]
+    assert rows[0]['x_fp32'] == 1.0 and all(r['seconds'] > 0 and len(r['times']) == 1 for r in rows)
+    md = render_markdown(result)
+    assert '| cpu | tiny | 2x3x16x16 | bf16 | fp32, autocast off (mmdat) |' in md
+    assert '| cpu | tiny | 2x3x16x16 | fp16 | fp16 (inside autocast) |' in md
+    with pytest.raises(ValueError, match='unknown amp dtypes'):
+        run_benchmark(BenchmarkSettings(sections=('amp',), amp_dtypes=('fp8',)))

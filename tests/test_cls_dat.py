@@ -15,7 +15,7 @@ mmpretrain = pytest.importorskip('mmpretrain')
 from mmpretrain.registry import MODELS as CLS_MODELS  # noqa: E402
 from mmpretrain.structures import DataSample  # noqa: E402
 
-from mmdat.utils import mmengine_checkpoint_objects  # noqa: E402
+from mmdat.utils import load_mmengine_checkpoint  # noqa: E402
 
 NUM_CLASSES = 3
 
@@ -91,13 +91,56 @@ def test_loss_weights_and_apply_prob():
     assert plain.data_preprocessor.last_dat_report.applied is False
 
 
-def test_same_losses_and_parameters_as_recorded_reference():
-    """The loss path (forward hook) gives bit for bit the losses and parameters recorded from the
-    code as it was before (parse_losses patched on the instance): tests/data/dat_reference_cls.json."""
-    from dat_reference import run_reference
-    expected = json.loads((REPO / 'tests/data/dat_reference_cls.json').read_text())
-    expected.pop('recorded_from')
-    assert run_reference() == expected
+@pytest.fixture(scope='module')
+def dat_reference() -> dict:
+    """The recorded reference run (tests/data/dat_reference_cls.pt, see tests/dat_reference.py)."""
+    recorded = torch.load(REPO / 'tests/data/dat_reference_cls.pt', weights_only=True)
+    recorded.pop('recorded_from')
+    return recorded
+
+
+def test_same_losses_and_parameters_as_recorded_reference(dat_reference):
+    """Three DAT steps give the recorded losses and parameters, within tolerances that cross-CPU float
+    reassociation cannot break (tests/dat_reference.py)."""
+    from dat_reference import assert_matches_reference, run_reference
+    assert_matches_reference(run_reference(), dat_reference)
+
+
+def test_reference_check_absorbs_kernel_reassociation(dat_reference):
+    """Other convolution kernels (oneDNN off: the native ones group the sums differently, as another
+    CPU's kernels do) change the last bits of the run, and the check still passes."""
+    from dat_reference import assert_matches_reference, run_reference
+    with torch.backends.mkldnn.flags(enabled=False):
+        other_kernels = run_reference()
+    differs = [name for name, p in other_kernels['parameters'].items()
+               if not torch.equal(p, dat_reference['parameters'][name])]
+    assert differs, 'expected other kernels to change the last bits somewhere'
+    assert_matches_reference(other_kernels, dat_reference)
+
+
+def _adversarial_half_out_of_the_objective(monkeypatch):
+    """The adversarial losses are still computed and logged, but no longer reach the gradient."""
+    from mmdat.models.data_preprocessors import loss_joining
+    merge = loss_joining.merge_dat_losses
+
+    def merge_detached(clean, adversarial, *args, **kwargs):
+        return merge(clean, {k: v.detach() for k, v in adversarial.items()}, *args, **kwargs)
+
+    monkeypatch.setattr(loss_joining, 'merge_dat_losses', merge_detached)
+    return {}
+
+
+@pytest.mark.parametrize('mutation', [
+    lambda mp: dict(adv_loss_weight=0.5 * 1.01),  # adversarial weight off by 1 %
+    _adversarial_half_out_of_the_objective,        # adversarial half dropped from the objective
+    lambda mp: dict(random_start_prob=0.0),        # random start skipped
+    lambda mp: dict(eps=0.0, step_size=0.0),       # no attack: the model trains on Q(Q(x))
+], ids=['adv-weight-1pct', 'adversarial-half-dropped', 'random-start-skipped', 'attack-off'])
+def test_reference_check_catches_real_changes(dat_reference, monkeypatch, mutation):
+    from dat_reference import assert_matches_reference, run_reference
+    changed = run_reference(dat=mutation(monkeypatch))
+    with pytest.raises(AssertionError):
+        assert_matches_reference(changed, dat_reference)
 
 
 @CLS_MODELS.register_module(force=True)
@@ -255,10 +298,9 @@ def test_train_tool_end_to_end(tmp_path, shapes_cls, tiny_vqgan_cfg):
     assert list(work.rglob('dat_examples_*.png')), 'DAT triplets were not visualised'
     ckpt = next(work.glob('epoch_1.pth'))
     # the checkpoint holds the model only, never the VQGAN
-    with mmengine_checkpoint_objects():
-        state = torch.load(ckpt, map_location='cpu')['state_dict']
+    state = load_mmengine_checkpoint(ckpt)['state_dict']
     assert not any(k.startswith(('vqgan', 'encoder.', 'decoder.')) for k in state)
-    # tools/test.py evaluates it (and torch's weights-only loading accepts mmengine's checkpoint)
+    # tools/test.py evaluates it (mmdat's restricted loader reads mmengine's checkpoint)
     out = run_tool([__import__('sys').executable, 'tools/test.py', config, str(ckpt),
                     '--work-dir', str(tmp_path / 'test')], cwd=REPO)
     assert 'accuracy/top1' in out
@@ -283,6 +325,39 @@ def test_dist_train_two_cpu_processes_decide_alike(tmp_path, shapes_cls, tiny_vq
         """)
     rank0 = dist_train_decisions(config, tmp_path)
     assert any(d['applied'] for d in rank0)
+
+
+def test_dist_validation_and_checkpoint_are_one_model(tmp_path, tiny_vqgan_cfg):
+    """Issue 19: with per-rank BatchNorm statistics (DDP broadcast_buffers=False) a 2-process run
+    validated each rank's half of the val set with a different model and saved rank 0's. The tools
+    now average the buffers over the ranks: both ranks validate the saved model, and tools/test.py
+    on the checkpoint reproduces the logged metric (9 val images: the sampler's padding is dropped)."""
+    import sys
+    from dat_probe import buffer_digest
+    from mmdat.datasets import make_shapes_classification
+    root = tmp_path / 'data'
+    make_shapes_classification(root, num_per_class=dict(train=8, val=3), size=16,
+                               classes=('circle', 'square', 'triangle'))
+    config = tiny_cls_config(tmp_path, root, tiny_vqgan_cfg, extra=f"""
+        custom_imports = dict(imports=['mmdat', 'dat_probe'], allow_failed_imports=False)
+        custom_hooks = [dict(type='DATHook', vqgan={tiny_vqgan_cfg!r}),
+                        dict(type='BufferRecorder', out_dir='{tmp_path}')]
+        """)
+    work = tmp_path / 'work'
+    run_tool(['bash', 'tools/dist_train.sh', config, '2', '--work-dir', str(work)], cwd=REPO,
+             env={'PORT': free_port()})
+    ranks = [json.loads((tmp_path / f'buffers_rank{r}.json').read_text()) for r in (0, 1)]
+    assert ranks[0]['digest'] == ranks[1]['digest']  # one model on both ranks
+    with mmengine_checkpoint_objects():
+        state = torch.load(work / 'epoch_1.pth', map_location='cpu')['state_dict']
+    model = build_classifier()
+    saved = [(name, state[name]) for name, _ in model.named_buffers() if name in state]
+    assert any('running_mean' in name for name, _ in saved)
+    assert buffer_digest(saved) == ranks[0]['digest']  # ... and it is the saved model
+    out = run_tool([sys.executable, 'tools/test.py', config, str(work / 'epoch_1.pth'),
+                    '--work-dir', str(tmp_path / 'test')], cwd=REPO)
+    tested = float(re.search(r'accuracy/top1: ([0-9.]+)', out).group(1))
+    assert tested == pytest.approx(ranks[0]['metrics']['accuracy/top1'], abs=1e-3)
 
 
 @pytest.mark.parametrize('collect_stats', [False, True])

@@ -7,16 +7,7 @@ import torch.nn as nn
 
 from mmdat.dat import DATAttack, valid_region_mask
 from mmdat.models import VQGAN
-
-
-class IdentityQuantizer:
-    """Q = identity, with the VQGAN's encode/decode interface, to check the attack arithmetic."""
-
-    def encode(self, images):
-        return images.clone()
-
-    def decode(self, codes, size=None):
-        return codes.clone()
+from mmdat.testing import IdentityQuantizer  # Q = identity, to check the attack arithmetic
 
 
 class GridQuantizer(IdentityQuantizer):
@@ -167,3 +158,16 @@ def test_with_vqgan_adversarial_is_discrete_and_loss_rises(tiny_vqgan):
     assert 0.0 <= stats['codes_changed'] <= 1.0
     assert 0.45 < stats['perturbation_norm'] <= 0.5 + 1e-5  # clamping to [0, 1] may shorten it
     assert math.isfinite(stats['reconstruction_psnr'])
+
+
+def test_schedule_keeps_the_last_iterations_examples():
+    """A run shorter than vis_interval still has its pictures (issue 19); vis_interval=0 stays off."""
+    from mmdat.dat import DATSchedule
+    schedule = DATSchedule(vis_interval=250, max_iters=10)
+    assert [i for i in range(10) if schedule.settings(i).keep_examples] == [9]
+    schedule = DATSchedule(vis_interval=4, max_iters=10)
+    assert [i for i in range(10) if schedule.settings(i).keep_examples] == [3, 7, 9]
+    assert not any(DATSchedule(vis_interval=0, max_iters=10).settings(i).keep_examples for i in range(10))
+    assert not any(DATSchedule(vis_interval=250).settings(i).keep_examples for i in range(10))  # end unknown
+    with pytest.raises(ValueError, match='max_iters'):
+        DATSchedule(max_iters=-1)

@@ -117,13 +117,14 @@ def test_cls_demo_end_to_end_through_the_tool(tmp_path):
     out = run_tool([sys.executable, str(REPO / 'tools/demo.py'), '--work-dir', str(tmp_path / 'work'),
                     '--data-root', str(tmp_path / 'data'), '--corruptions', *TWO_CORRUPTIONS,
                     '--severities', '1', '5', '--num-train', '4', '--num-val', '2',
-                    '--cfg-options', 'train_cfg.max_epochs=1', 'train_dataloader.batch_size=8',
-                    'custom_hooks.0.vis_interval=1'],
+                    '--cfg-options', 'train_cfg.max_epochs=1', 'train_dataloader.batch_size=8'],
                    cwd=tmp_path)
     result = json.loads((tmp_path / 'work' / 'results.json').read_text())
     _check_outputs(tmp_path / 'work', result, 'top-1')
     assert '[plain] epoch 1/1' in out and '[DAT] epoch 1/1' in out and 'ETA' in out
     assert 'mCE vs plain' in out and str(tmp_path / 'work' / 'dat_examples.png') in out
+    # 2 iterations, vis_interval 250: the last iteration's examples are kept (issue 19)
+    assert list((tmp_path / 'work' / 'dat').glob('*/vis_data/vis_image/dat_examples_2.png'))
 
 
 @pytest.mark.parametrize('task,options,metric_name', [
@@ -139,6 +140,23 @@ def test_det_and_seg_demos_end_to_end(tmp_path, task, options, metric_name):
     _check_outputs(tmp_path / 'work', result, metric_name)
     assert result['metric'] == DEMO_TASKS[task].metric
     assert any(line.startswith('[DAT] ') and 'ETA' in line for line in lines)
+
+
+def test_data_only_writes_what_the_demo_configs_read(tmp_path):
+    out = run_tool([sys.executable, str(REPO / 'tools/demo.py'), '--task', 'cls', '--data-only',
+                    '--data-root', str(tmp_path / 'data'), '--num-train', '2', '--num-val', '1'], cwd=tmp_path)
+    assert (tmp_path / 'data' / 'meta' / 'train.txt').is_file() and (tmp_path / 'data' / 'meta' / 'val.txt').is_file()
+    assert len(list((tmp_path / 'data' / 'train').rglob('*.png'))) == 8  # 2 per class
+    assert not (tmp_path / 'work_dirs').exists()  # nothing trained
+    assert 'tools/train.py configs/demo/resnet-tiny_dat_shapes.py' in out
+
+
+@pytest.mark.parametrize('config', sorted((REPO / 'configs' / 'demo').glob('*.py')), ids=lambda p: p.name)
+def test_every_demo_config_says_how_to_write_its_data(config):
+    from mmengine.config import Config
+    data_root = str(Config.fromfile(str(config)).train_dataloader.dataset.data_root).rstrip('/')
+    task = next(name for name, spec in DEMO_TASKS.items() if spec.data_root == data_root)
+    assert f'python tools/demo.py --task {task} --data-only' in config.read_text()
 
 
 def test_run_demo_rejects_bad_arguments(tmp_path):

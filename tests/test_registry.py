@@ -13,6 +13,9 @@ SCOPES = {  # scope: (registry module, DAT preprocessor of that task family)
     'mmdet': ('mmdet.registry', 'DATDetDataPreprocessor'),
     'mmseg': ('mmseg.registry', 'DATSegDataPreProcessor'),
 }
+# the other capitalisation of each: mmseg writes 'PreProcessor', mmdet and mmpretrain 'Preprocessor'
+NEAR_MISSES = {'mmpretrain': 'DATClsDataPreProcessor', 'mmdet': 'DATDetDataPreProcessor',
+               'mmseg': 'DATSegDataPreprocessor'}
 
 
 @pytest.mark.parametrize('scope', sorted(SCOPES))
@@ -31,6 +34,23 @@ def test_build_under_default_scope(scope, tiny_vqgan_checkpoint):
         with pytest.warns(DeprecationWarning, match='VQGANPreset'):
             old = registry.MODELS.build(dict(type='VQGANPreset', preset='tiny-shapes'))
         assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), preset.state_dict().values()))
+
+
+@pytest.mark.parametrize('scope', sorted(SCOPES))
+def test_near_miss_preprocessor_spelling_builds_the_same_class(scope):
+    registry_module, preprocessor = SCOPES[scope]
+    registry = importlib.import_module(registry_module)
+    with DefaultScope.overwrite_default_scope(scope):
+        pre = registry.MODELS.build(dict(type=NEAR_MISSES[scope], mean=[0, 0, 0], std=[1, 1, 1]))
+    assert type(pre).__name__ == preprocessor
+
+
+def test_readme_names_the_registered_preprocessors():
+    import re
+    from mmdat.registry import MODELS
+    named = set(re.findall(r'\bDAT\w+DataPre[Pp]rocessor\b', (REPO / 'README.md').read_text()))
+    assert {preprocessor for _, preprocessor in SCOPES.values()} <= named
+    assert all(MODELS.get(name) is not None for name in named), named
 
 
 @pytest.mark.parametrize('config', sorted((REPO / 'configs' / 'dat').glob('*.py')), ids=lambda p: p.name)

@@ -174,6 +174,29 @@ def test_on_the_fly_equals_make_corrupted_copies(trained):
         assert f.read_bytes() == twin.read_bytes()
 
 
+def test_exact_imagenet_c_protocol_on_the_fly(trained):
+    """--imagenet-c-protocol: 224x224 inputs (Resize 256, CenterCrop 224, corrupt, JPEG 85), named as such."""
+    work = trained['tmp'] / 'work_protocol'
+    TEST_TOOL.main([trained['config'], trained['ckpt'], '--corruptions', 'contrast', '--imagenet-c-protocol',
+                    '--work-dir', str(work), '--out', str(work / 'p.pkl')])
+    record = json.loads((work / 'robustness.json').read_text())
+    settings = record['settings']
+    assert settings['source'] == 'imagenet-c-protocol' and settings['imagenet_c_protocol'] is True
+    assert 'exact ImageNet-C protocol on the fly' in settings['source_description']
+    assert 'decoded with PIL without EXIF rotation' in settings['preprocessing']
+    assert 'JPEG quality 85' in settings['preprocessing']
+    with open(work / 'p_contrast_3.pkl', 'rb') as f:
+        samples = pickle.load(f)
+    assert len(samples) == 12 and all(tuple(s['img_shape']) == (224, 224) for s in samples)
+    with open(work / 'p_clean.pkl', 'rb') as f:
+        assert all(tuple(s['img_shape']) == (32, 32) for s in pickle.load(f))  # the config's own pipeline
+    summary = record['summary']['accuracy/top1']
+    assert summary['mean_CE_corruptions'] == 1 and 'mCE' not in summary  # 1 of 15: not an mCE yet
+    assert summary['mCE_label'] == 'mean CE (1 of 15 corruptions; not comparable with published mCE)'
+    table = (work / 'robustness.md').read_text()
+    assert 'Source of the numbers: exact ImageNet-C protocol on the fly' in table
+
+
 def test_resume_after_a_kill(trained, monkeypatch, capsys):
     cfg = Config.fromfile(trained['config'])
     work = trained['tmp'] / 'work_resume'
@@ -233,6 +256,17 @@ def test_bad_inputs_fail_before_evaluation(trained, capsys, monkeypatch):
                                str(folders), '--legacy-bgr'])
     with pytest.raises(ValueError, match='imagenet_c_resize'):
         TEST_TOOL.main(base + ['--corruptions', 'contrast', '--imagenet-c-resize'])
+    with pytest.raises(ValueError, match='imagenet_c_protocol .* does not apply to the corruption source'):
+        TEST_TOOL.main(base + ['--corruptions', 'contrast', '--corruption-root', str(folders),
+                               '--imagenet-c-protocol'])
+    with pytest.raises(ValueError, match='legacy_bgr .* does not apply'):
+        TEST_TOOL.main(base + ['--corruptions', 'contrast', '--imagenet-c-protocol', '--legacy-bgr'])
+    # images under imagecorruptions' 32x32 minimum: found by the check pass, before the first cell
+    small = trained['tmp'] / 'small_shapes'
+    make_shapes_classification(small, num_per_class=dict(train=1, val=2), size=24, classes=CLASSES)
+    with pytest.raises(ValueError, match=r'6 image\(s\) of the test set cannot be corrupted at their original '
+                       r'resolution: .*val/.*\.png \(24x24 px, under 32x32\)'):
+        TEST_TOOL.main(base + ['--corruptions', 'fog', '--cfg-options', f'test_dataloader.dataset.data_root={small}'])
     # a head that does not fit the checkpoint, classes other than the checkpoint's
     with pytest.raises(ValueError, match=r'(?s)does not fit the model .*head.fc.weight: \(3, 64\) in the checkpoint'):
         TEST_TOOL.main(base + ['--corruptions', 'fog', '--cfg-options', 'model.head.num_classes=4',

@@ -83,12 +83,13 @@ def test_record_summary_table_and_plot(tmp_path):
     record = _record()
     s = summarize_record(record)['accuracy/top1']
     assert s['pc']['mPC'] == pytest.approx(170 / 3) and s['pc']['rPC'] == pytest.approx(100 * 170 / 3 / 80)
-    assert s['mCE'] is None and s['mCE_corruptions'] == 0  # no complete row: no CE at all
+    assert 'mCE' not in s and s['mean_CE'] is None and s['mean_CE_corruptions'] == 0  # no complete row
     table = markdown_table(record)
     assert '| gaussian_noise | 60.00 | 40.00 | 50.00 | – | – |' in table
     assert '| contrast | 70.00 | – | 70.00 | – | – |' in table  # not run: a dash, never 0
     assert 'P (clean) **80.00**' in table and 'mPC **56.67** (3 of 75 benchmark cells)' in table
     assert 'partial' in table
+    assert 'Source of the numbers: on-the-fly corruption at the original resolution' in table
     path = tmp_path / 'robustness.json'
     atomic_write_json(path, record)
     assert load_record(path)['results'] == record['results']
@@ -119,3 +120,67 @@ def test_bad_records(tmp_path):
     (tmp_path / 'other.json').write_text(json.dumps({'a': 1}))
     with pytest.raises(ValueError, match='not a robustness record'):
         load_record(tmp_path / 'other.json')
+
+
+def _full_record(source: str, corruptions=tuple(ALEXNET_ERRORS), **settings) -> dict:
+    """AlexNet's errors at every severity of ``corruptions`` and clean, from ``source``."""
+    results = {'clean': {'0': {'accuracy/top1': 100.0 * (1 - ALEXNET_CLEAN_ERROR)}}}
+    for c in corruptions:
+        results[c] = {str(s): {'accuracy/top1': 100.0 * (1 - ALEXNET_ERRORS[c])} for s in range(1, 6)}
+    return dict(format=1, settings=dict(task='classification', source=source, **settings), results=results,
+                seconds={})
+
+
+@pytest.mark.parametrize('source, settings, comparable, words', [
+    ('imagenet-c', {}, True, 'released ImageNet-C files, as stored'),
+    ('imagenet-c', dict(imagenet_c_resize=True), True, "released ImageNet-C files through easyrobust's Resize"),
+    ('imagenet-c-protocol', {}, True, 'exact ImageNet-C protocol on the fly'),
+    ('on-the-fly', {}, False, 'on-the-fly corruption at the original resolution'),
+    ('copy', {}, False, 'copies written by make_corrupted.py'),
+])
+def test_every_summary_and_table_names_its_source(source, settings, comparable, words):
+    record = _full_record(source, **settings)
+    s = summarize_record(record)['accuracy/top1']
+    assert words in s['source']
+    assert s['mean_CE'] == pytest.approx(100.0) and s['mean_CE_corruptions'] == 15
+    assert s['relative_mean_CE'] == pytest.approx(100.0) and s['relative_mean_CE_corruptions'] == 15
+    assert s['mCE_comparable'] is comparable
+    table = markdown_table(record)
+    assert f'Source of the numbers: {words}' in table
+    if comparable:  # an mCE by name, in the JSON summary and the table
+        assert s['mCE'] == pytest.approx(100.0) and s['mCE_label'] == 'mCE'
+        assert 'relative_mCE' in s and s['relative_mCE_label'] == 'relative mCE'
+        assert 'mCE **100.00** (15/15)' in table and 'relative mCE ' in table
+    else:  # the same number, under a label that says it is not one
+        assert 'mCE' not in s and 'relative_mCE' not in s
+        assert s['mCE_label'].startswith('mean CE (') and 'not comparable with published mCE' in s['mCE_label']
+        assert 'not comparable with published relative mCE' in s['relative_mCE_label']
+        assert 'mCE **' not in table and 'not comparable with published mCE) 100.00 (15/15)' in table
+
+
+def test_incomplete_mce_is_labelled_with_its_count_for_mce_and_relative_mce():
+    record = _full_record('imagenet-c', corruptions=list(ALEXNET_ERRORS)[:14])
+    s = summarize_record(record)['accuracy/top1']
+    assert 'mCE' not in s and 'relative_mCE' not in s
+    assert s['mCE_label'] == 'mean CE (14 of 15 corruptions; not comparable with published mCE)'
+    assert s['relative_mCE_label'].startswith('relative mean CE (14 of 15 corruptions;')
+    table = markdown_table(record)
+    assert '(14/15)' in table and '(14/15; AlexNet clean error' in table
+
+
+def test_side_by_side_names_each_source_and_labels_mixed_mce():
+    released, fly = _full_record('imagenet-c'), _full_record('on-the-fly')
+    table = compare_markdown([released, released], ['a', 'b'])
+    assert '| **mCE** | 100.00 (15/15) | 100.00 (15/15) |' in table
+    assert '| **relative mCE** | 100.00 (15/15) | 100.00 (15/15) |' in table
+    table = compare_markdown([released, fly], ['released', 'fly'])
+    assert 'released: released ImageNet-C files' in table and 'fly: on-the-fly corruption at the original' in table
+    assert '| **mCE** |' not in table
+    assert '| **mCE / mean CE (corruption at original resolution; not comparable with published mCE)** |' in table
+
+
+def test_old_records_without_a_source_read_as_original_resolution():
+    record = _full_record('on-the-fly')
+    del record['settings']['source']
+    s = summarize_record(record)['accuracy/top1']
+    assert 'mCE' not in s and 'original resolution' in s['source']

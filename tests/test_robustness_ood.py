@@ -130,6 +130,43 @@ def test_subset_accuracy_bad_predictions():
         metric.process(None, [DataSample().set_pred_label(3).set_gt_label(3).to_dict()])
 
 
+def test_subset_arg_max_uses_the_logits_where_the_softmax_underflows():
+    logits = torch.zeros(2, 1000)
+    logits[:, OUTSIDE] = 200.0  # exp(-197) underflows: every subset class gets pred_score 0 in float32
+    logits[0, R_IDX[57]] = 3.0
+    logits[1, R_IDX[3]] = 2.0
+    scores = torch.softmax(logits, dim=1)
+    assert float(scores[:, list(R_IDX)].max()) == 0.0
+    labels = [57, 3]
+    with pytest.raises(ValueError, match='underflowed to 0.*KeepLogitsHook'):
+        SubsetAccuracy('imagenet-r').process(None, [s.to_dict() for s in _samples(scores, labels)])
+    samples = _samples(scores, labels)
+    for sample, row in zip(samples, logits):
+        sample.set_field(row, 'pred_logits')
+    evaluator = Evaluator(SubsetAccuracy('imagenet-r', topk=(1, 5)))  # thrs=0., the default
+    evaluator.process(samples)
+    assert evaluator.evaluate(2) == pytest.approx({'accuracy/top1': 100.0, 'accuracy/top5': 100.0})
+
+
+def test_ood_images_are_read_by_pil_without_exif_rotation(tmp_path):
+    from mmcv.transforms import Compose
+    pixels = np.random.default_rng(0).integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees when displayed
+    Image.fromarray(pixels).save(tmp_path / 'rotated.jpg', exif=exif, quality=95)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        pipeline = Compose([dict(t) for t in OOD_TEST_PIPELINE[:-1]])
+        out = pipeline(dict(img_path=str(tmp_path / 'rotated.jpg')))['img']
+    # the references: Image.open(path).convert('RGB') (no EXIF rotation), Resize(256, bicubic), CenterCrop(224)
+    image = Image.open(tmp_path / 'rotated.jpg').convert('RGB')
+    assert image.size == (90, 60)
+    image = image.resize((int(256 * 90 / 60), 256), Image.BICUBIC)
+    left = int(round((image.size[0] - 224) / 2.0))
+    expected = np.asarray(image.crop((left, 16, left + 224, 240)))
+    assert out.shape == (224, 224, 3)
+    assert np.abs(out[..., ::-1].astype(int) - expected.astype(int)).max() <= 1
+
+
 # ----------------------------------------------------------------------------------------- datasets
 
 def _labels_by_folder(dataset) -> dict[str, set]:
@@ -258,6 +295,22 @@ def fixed_ranking_checkpoint(tmp_path_factory) -> str:
     return str(path)
 
 
+@pytest.fixture(scope='module')
+def underflow_checkpoint(fixed_ranking_checkpoint, tmp_path_factory) -> str:
+    """The fixed ranking with OUTSIDE 200 logits ahead: the softmax of every ImageNet-R class is 0."""
+    checkpoint = torch.load(fixed_ranking_checkpoint, weights_only=True)
+    checkpoint['state_dict']['head.fc.bias'][OUTSIDE] = 200.0
+    path = tmp_path_factory.mktemp('ckpt') / 'underflow.pth'
+    torch.save(checkpoint, path)
+    return str(path)
+
+
+def test_evaluate_ood_ranks_logits_where_the_softmax_underflows(tmp_path, tiny_r, underflow_checkpoint):
+    runner = build_runner(tiny_classifier_config(tmp_path / 'work', load_from=underflow_checkpoint))
+    results = evaluate_ood(runner, ['imagenet-r'], data_roots={'imagenet-r': str(tiny_r)})
+    assert results['imagenet-r'] == pytest.approx({'accuracy/top1': 200 / 3, 'accuracy/top5': 100.0})
+
+
 def test_evaluate_ood_end_to_end(tmp_path, tiny_r, tiny_v2, fixed_ranking_checkpoint):
     runner = build_runner(tiny_classifier_config(tmp_path / 'work', load_from=fixed_ranking_checkpoint))
     out_dir = tmp_path / 'out'
@@ -301,9 +354,11 @@ def test_base_dataset_configs_match_the_benchmarks(name):
     assert cfg.test_dataloader.sampler == dict(type='DefaultSampler', shuffle=False)
 
 
-@pytest.mark.parametrize('name, data, top1', [('imagenet-v2', 'tiny_v2', 50.0), ('imagenet-r', 'tiny_r', 200 / 3)])
-def test_base_dataset_config_as_base_of_a_test_config(request, tmp_path, fixed_ranking_checkpoint, name, data,
-                                                      top1):
+@pytest.mark.parametrize('name, data, top1, checkpoint', [
+    ('imagenet-v2', 'tiny_v2', 50.0, 'fixed_ranking_checkpoint'),
+    ('imagenet-r', 'tiny_r', 200 / 3, 'fixed_ranking_checkpoint'),
+    ('imagenet-r', 'tiny_r', 200 / 3, 'underflow_checkpoint')])  # the config's KeepLogitsHook keeps the logits
+def test_base_dataset_config_as_base_of_a_test_config(request, tmp_path, name, data, top1, checkpoint):
     model = tiny_classifier_config(tmp_path).model
     config = write_config(tmp_path, 'ood_test.py', f"""
         _base_ = ['{REPO / OOD_BENCHMARKS[name].config}']
@@ -316,7 +371,7 @@ def test_base_dataset_config_as_base_of_a_test_config(request, tmp_path, fixed_r
                                dataset=dict(data_root='{request.getfixturevalue(data)}'))
         test_cfg = dict()
         work_dir = '{tmp_path / "work"}'
-        load_from = '{fixed_ranking_checkpoint}'
+        load_from = '{request.getfixturevalue(checkpoint)}'
         log_level = 'WARNING'
         """)
     assert build_runner(Config.fromfile(config)).test()['accuracy/top1'] == pytest.approx(top1)

@@ -15,7 +15,8 @@ GAP, HEADER = 4, 14  # as in the tool
 
 def check_triplets(out_dir, num: int, size: tuple[int, int] | None = None) -> list[dict]:
     """``num`` PNGs, each three panels of the image's valid size (times the scale) side by side."""
-    index = json.loads((out_dir / 'index.json').read_text())
+    full = json.loads((out_dir / 'index.json').read_text())
+    index, batches = full['images'], {b['batch']: b for b in full['batches']}
     assert len(index) == num
     assert sorted(p.name for p in out_dir.glob('*.png')) == sorted(e['file'] for e in index)
     for entry in index:
@@ -30,7 +31,17 @@ def check_triplets(out_dir, num: int, size: tuple[int, int] | None = None) -> li
         # the white gaps between the panels
         assert (image[HEADER:, w * k:w * k + GAP] == 255).all()
         assert (image[HEADER:, 2 * w * k + GAP:2 * w * k + 2 * GAP] == 255).all()
-        assert 'codes_changed' in entry['stats']
+        # the attack's batch-level numbers once per batch, each image's own numbers on its entry
+        assert 'codes_changed' in batches[entry['batch']]['stats'] and 'codes_changed' not in entry['stats']
+        assert 'random_start' in batches[entry['batch']]['stats']
+        assert 0 <= entry['stats']['reconstruction_psnr'] < 100  # images in [0, 1]: mse <= 1
+        if batches[entry['batch']]['stats']['skipped'] is None:
+            assert 0 <= entry['stats']['perturbation_norm'] <= 0.1 + 1e-4  # inside the L2 ball (eps 0.1)
+            assert entry['stats']['adversarial_norm'] >= 0
+    assert sorted(batches) == sorted({e['batch'] for e in index})
+    for batch in batches:  # per image: images of one batch differ (they were one repeated value before)
+        psnrs = [e['stats']['reconstruction_psnr'] for e in index if e['batch'] == batch]
+        assert len(psnrs) < 2 or len(set(psnrs)) > 1, psnrs
     return index
 
 

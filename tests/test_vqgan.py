@@ -291,14 +291,15 @@ class _TouchOnLoad:
 
 
 def test_malicious_pickle_is_not_executed(model, tmp_path):
+    """A pickled callable beside the weights becomes an inert stand-in: the weights load, nothing runs."""
     marker = tmp_path / 'pwned'
     path = tmp_path / 'evil.ckpt'
     torch.save({'state_dict': _state(model), 'payload': _TouchOnLoad(marker)}, path)
-    with pytest.raises(VQGANCheckpointError) as info:
-        VQGAN(**TINY, checkpoint=path)
-    assert 'evil.ckpt' in str(info.value) and 'vqgan_to_state_dict.py' in str(info.value)
+    assert _same_weights(VQGAN(**TINY, checkpoint=path), model)
     assert not marker.exists()
-    torch.load(path, weights_only=False)  # the payload is real: unsafe loading would run it
+    with pytest.raises(Exception):
+        torch.load(path, weights_only=True)  # plain torch refuses the file
+    torch.load(path, weights_only=False)  # the payload is real: unrestricted unpickling runs it
     assert marker.exists()
 
 
@@ -322,16 +323,18 @@ def test_url_download_is_cached_and_zip_extracted(model, tmp_path, monkeypatch):
         for _ in range(2):
             assert _same_weights(VQGAN(**TINY, checkpoint=url), model)
     assert downloads == urls
-    assert sorted(p.name for p in (tmp_path / 'cache').iterdir()) == ['vq-f8.ckpt', 'vq-f8.zip', 'vq.ckpt']
+    names = sorted(p.name for p in (tmp_path / 'cache').iterdir())
+    assert len(names) == 3, names  # two downloads (one entry per URL) and one extraction
+    assert [sum(n.endswith(end) for n in names) for end in ('-vq.ckpt', '-vq-f8.zip', '-vq-f8-model.ckpt')] \
+        == [1, 1, 1], names
 
 
-def test_converter_makes_lightning_checkpoint_safe(model, tmp_path, monkeypatch, capsys):
+def test_converter_strips_a_lightning_checkpoint_safely(model, tmp_path, monkeypatch, capsys):
     src, dst = tmp_path / 'last.ckpt', tmp_path / 'out' / 'vq.pth'
     lightning = {'state_dict': {**_state(model), 'loss.logvar': torch.zeros(())},
                  'hyper_parameters': argparse.Namespace(lr=1e-4), 'global_step': 7}
     torch.save(lightning, src)
-    with pytest.raises(VQGANCheckpointError, match='vqgan_to_state_dict.py'):
-        load_vqgan_state_dict(src)  # a non-tensor object: refused by the safe loader
+    assert _same_weights(VQGAN(**TINY, checkpoint=src), model)  # loads directly
 
     spec = importlib.util.spec_from_file_location(
         'vqgan_to_state_dict', REPO / 'tools' / 'model_converters' / 'vqgan_to_state_dict.py')
@@ -339,7 +342,7 @@ def test_converter_makes_lightning_checkpoint_safe(model, tmp_path, monkeypatch,
     spec.loader.exec_module(converter)
     monkeypatch.setattr(sys, 'argv', ['vqgan_to_state_dict.py', str(src), str(dst)])
     assert converter.main() == 0
-    assert 'trusted' in capsys.readouterr().err
+    assert set(torch.load(dst, weights_only=True)) == {'state_dict'}
     assert _same_weights(VQGAN(**TINY, checkpoint=dst), model)
 
     monkeypatch.setattr(sys, 'argv', ['x', str(src), str(tmp_path / 'bad.pth'), '--preset', 'openimages-f8-16384'])

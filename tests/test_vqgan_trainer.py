@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,9 +16,10 @@ from conftest import REPO, TINY_VQGAN, run_tool, write_config
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 
-from mmdat.assets import TINY_VQGAN_CONFIG
+from mmdat.assets import TINY_VQGAN_CHECKPOINT, TINY_VQGAN_CONFIG
+from mmdat.assets.install import install_tiny_vqgan
 from mmdat.datasets import ShapeImageDataset, make_shapes_classification, sample_shape_images
-from mmdat.engine.hooks.vqgan_hooks import save_vqgan_checkpoint
+from mmdat.engine.hooks.vqgan_hooks import VQGANExportHook, save_vqgan_checkpoint
 from mmdat.evaluation.metrics.reconstruction import VQGANReconstructionMetric
 from mmdat.models import VQGAN, VQGAN_PRESETS, VQGANAutoencoder
 from mmdat.models.vqgan_losses import (LPIPSPerceptualLoss, PatchDiscriminator, _NetLinLayer, _ScalingLayer,
@@ -66,7 +69,7 @@ def test_tiny_shapes_config_builds_the_shipped_architecture():
     arch = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model.vqgan.items() if k != 'type'}
     assert arch == TINY_VQGAN_CONFIG
     export = [h for h in cfg.custom_hooks if h.type == 'VQGANExportHook'][0]
-    assert Path(export.out_file).resolve() == (REPO / 'mmdat/assets/tiny_vqgan_shapes.pth').resolve()
+    assert export.out_file == 'tiny_vqgan_shapes.pth'  # into the work dir, never the package
 
 
 def test_custom_images_config_builds():
@@ -433,3 +436,55 @@ def test_train_resume_load_and_test_through_the_tools(tmp_path):
     psnr = float(re.search(r"vqgan/psnr'?:\s*([0-9.]+)", out).group(1))
     usage = int(float(re.search(r"vqgan/codebook_usage'?:\s*([0-9.]+)", out).group(1)))
     assert 5 < psnr < 60 and 1 <= usage <= TINY_VQGAN['n_embed']
+
+
+# ----------------------------------------------------------------------------- the shipped asset (issue 19)
+def test_short_tiny_shapes_run_leaves_the_shipped_asset_byte_identical(tmp_path):
+    """configs/vqgan/tiny-shapes.py exports into its work dir; the asset is replaced only by the
+    explicit install step. (A regression would overwrite the asset: it is restored, then the test fails.)"""
+    shipped = TINY_VQGAN_CHECKPOINT.read_bytes()
+    work = tmp_path / 'work'
+    try:
+        run_tool([sys.executable, 'tools/train.py', 'configs/vqgan/tiny-shapes.py', '--work-dir', str(work),
+                  '--cfg-options', 'train_cfg.max_iters=2'], cwd=REPO)
+    finally:
+        changed = TINY_VQGAN_CHECKPOINT.read_bytes() != shipped
+        if changed:
+            TINY_VQGAN_CHECKPOINT.write_bytes(shipped)
+    assert not changed, 'a 2-iteration run replaced mmdat/assets/tiny_vqgan_shapes.pth'
+    exported = torch.load(work / 'tiny_vqgan_shapes.pth', weights_only=True)
+    assert exported['meta']['iterations'] == 2 and 'psnr' in exported['meta']
+
+
+def test_export_hook_refuses_a_destination_inside_the_package(tmp_path):
+    from types import SimpleNamespace
+    for out_file, work_dir in ((str(TINY_VQGAN_CHECKPOINT), tmp_path),
+                               ('../../mmdat/assets/tiny_vqgan_shapes.pth', REPO / 'work_dirs' / 'x')):
+        with pytest.raises(ValueError, match='inside the mmdat package'):
+            VQGANExportHook(out_file=out_file).before_train(SimpleNamespace(work_dir=str(work_dir)))
+    assert VQGANExportHook().output_path(tmp_path) == (tmp_path / 'vqgan.pth').resolve()
+
+
+def test_install_step_refuses_a_worse_vqgan_unless_forced(tmp_path):
+    shipped = TINY_VQGAN_CHECKPOINT.read_bytes()
+    dest = tmp_path / 'asset.pth'  # a copy stands in for the shipped file
+    dest.write_bytes(shipped)
+    torch.manual_seed(0)
+    worse = save_vqgan_checkpoint(VQGAN(**TINY_VQGAN_CONFIG).state_dict(), tmp_path / 'untrained.pth')
+
+    proc = subprocess.run([sys.executable, 'tools/model_converters/install_tiny_vqgan.py', str(worse),
+                           '--dest', str(dest), '--num-images', '32'], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': '1'})
+    assert proc.returncode == 1 and 'refused' in proc.stdout, proc.stdout + proc.stderr
+    assert dest.read_bytes() == shipped
+
+    forced = install_tiny_vqgan(worse, force=True, destination=dest, num_images=32)  # 32 of 128: faster
+    assert forced.installed and 'forced' in forced.message and dest.read_bytes() == worse.read_bytes()
+    shipped_psnr, worse_psnr = forced.current_psnr, forced.candidate_psnr
+    assert shipped_psnr > 24 and worse_psnr < shipped_psnr - 5  # the shipped asset: 25.7 dB
+    assert f'{worse_psnr:.2f} dB' in proc.stdout and f'{shipped_psnr:.2f} dB' in proc.stdout
+    better = install_tiny_vqgan(TINY_VQGAN_CHECKPOINT, destination=dest, num_images=32)  # not worse: installed
+    assert better.installed and better.current_psnr == pytest.approx(worse_psnr)
+    assert dest.read_bytes() == shipped and TINY_VQGAN_CHECKPOINT.read_bytes() == shipped
+    with pytest.raises(FileNotFoundError, match='tiny-shapes.py'):
+        install_tiny_vqgan(tmp_path / 'missing.pth', destination=dest)

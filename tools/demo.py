@@ -7,6 +7,7 @@ corruptions at severities 1-5, prints the side-by-side table and writes two pict
     python tools/demo.py [--task cls|det|seg] [--work-dir work_dirs/demo/<task>]
                          [--corruptions gaussian_noise ...] [--severities 1 2 3 4 5]
                          [--cfg-options train_cfg.max_epochs=1 ...]
+    python tools/demo.py --task cls|det|seg --data-only   # write the dataset only (for tools/train.py)
 """
 import argparse
 import os
@@ -16,7 +17,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')  # nois
 
 from mmengine.config import DictAction
 
-from mmdat.apis.demo import BENCHMARK_CORRUPTIONS, DEMO_TASKS, run_demo
+from mmdat.apis.demo import BENCHMARK_CORRUPTIONS, DEMO_TASKS, build_demo_data, run_demo
 
 
 def parse_args() -> argparse.Namespace:
@@ -32,11 +33,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads (tiny models: 1 is fastest)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='config overrides for both runs')
     parser.add_argument('--verbose', action='store_true', help="keep mmengine's INFO logging")
+    parser.add_argument('--data-only', action='store_true',
+                        help="write the task's dataset (what configs/demo/ read) and stop: no training")
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
+    if args.data_only:
+        write_data_only(args)
+        return
     os.environ.setdefault('OMP_NUM_THREADS', str(args.threads))
     import torch
     torch.set_num_threads(args.threads)
@@ -44,6 +50,17 @@ def main() -> None:
              corruptions=args.corruptions, severities=args.severities, seed=args.seed,
              num_train=args.num_train, num_val=args.num_val,
              cfg_options=args.cfg_options, verbose=args.verbose)
+
+
+def write_data_only(args: argparse.Namespace) -> None:
+    """The demo's dataset of ``args.task``, for ``python tools/train.py configs/demo/...``."""
+    spec = DEMO_TASKS[args.task]
+    data_root = args.data_root or spec.data_root
+    info = build_demo_data(args.task, data_root, args.seed, args.num_train, args.num_val)
+    sizes = ', '.join(f'{split}: {s.get("num_images")} images' for split, s in info.get('splits', {}).items())
+    print(f'Wrote the {args.task} demo dataset to {data_root} ({sizes}). Train on it with\n'
+          f'    python tools/train.py {spec.config}'
+          + ('' if args.data_root is None else f' (with its data_root set to {data_root})'))
 
 
 if __name__ == '__main__':

@@ -2,7 +2,8 @@
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--cfg-options ...]
     python tools/test.py CONFIG CHECKPOINT --corruptions benchmark [--severities 1 2 3 4 5]
-        [--corruption-root DIR [--imagenet-c-resize]] [--legacy-bgr] [--seed 0] [--workers N]
+        [--corruption-root DIR [--imagenet-c-resize] | --imagenet-c-protocol] [--legacy-bgr] [--seed 0]
+        [--workers N]
     python tools/test.py CONFIG CHECKPOINT --ood imagenet-r imagenet-a --ood-root imagenet-r=PATH ...
     python tools/test.py --report work_dirs/x/robustness.json      # table + plot of a finished run
     tools/dist_test.sh CONFIG CHECKPOINT GPUS [same options]
@@ -39,8 +40,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     rob.add_argument('--imagenet-c-resize', action='store_true',
                      help="ImageNet-C folders through easyrobust's Resize(256, bicubic)+CenterCrop(224), "
                      "as DAT's published mCE (default: images as stored, the ImageNet-C protocol)")
+    rob.add_argument('--imagenet-c-protocol', action='store_true',
+                     help='classification: corrupt on the fly as ImageNet-C was made, Resize(256) -> '
+                     'CenterCrop(224) -> corrupt -> JPEG 85, then the test pipeline without its resizing '
+                     '(default without --corruption-root: corrupt at the original resolution, which gives '
+                     'no mCE comparable with published ones)')
     rob.add_argument('--legacy-bgr', action='store_true',
-                     help="corrupt the BGR array as mmdet's test_robustness.py does (default: RGB)")
+                     help="corrupt the BGR array as mmdet's test_robustness.py does (default: RGB); "
+                     'frost, snow, spatter and jpeg_compression then differ, see docs/robustness.md')
     rob.add_argument('--seed', type=int, default=0, help='corruption seed (default 0)')
     rob.add_argument('--workers', type=int, help='dataloader workers of the test set (default: the config)')
     rob.add_argument('--report', nargs='?', const='', metavar='JSON',
@@ -66,12 +73,30 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.ood_roots = dict(_name_path(item) for item in args.ood_root)
     except ValueError as e:
         parser.error(str(e))
-    for flag in ('corruption_root', 'imagenet_c_resize', 'legacy_bgr'):
+    for flag in ('corruption_root', 'imagenet_c_resize', 'imagenet_c_protocol', 'legacy_bgr'):
         if getattr(args, flag) and not args.corruptions:
             parser.error(f'--{flag.replace("_", "-")} needs --corruptions')
     if args.ood_roots and not args.ood:
         parser.error('--ood-root needs --ood')
+    problem = checkpoint_problem(args.checkpoint)
+    if problem:
+        parser.error(problem)
     return args
+
+
+def checkpoint_problem(checkpoint: str | None) -> str | None:
+    """Why a local checkpoint path cannot be read (checked before anything is built), else None.
+
+    URLs and other ``scheme://`` paths are left to mmengine's checkpoint loader.
+    """
+    if checkpoint is None or '://' in checkpoint:
+        return None
+    path = Path(checkpoint).expanduser()
+    if path.is_dir():
+        return f'checkpoint {checkpoint} is a directory; give the .pth file (e.g. {path}/epoch_N.pth)'
+    if not path.is_file():
+        return f'checkpoint {checkpoint} not found'
+    return None
 
 
 def _name_path(item: str) -> tuple[str, str]:
@@ -104,7 +129,8 @@ def main(argv=None) -> None:
         print(runner.test())
         return
     corruption = dict(seed=args.seed, source=args.corruption_root, legacy_bgr=args.legacy_bgr,
-                      imagenet_c_resize=args.imagenet_c_resize, out=args.out)
+                      imagenet_c_resize=args.imagenet_c_resize, imagenet_c_protocol=args.imagenet_c_protocol,
+                      out=args.out)
     if args.ood:
         task = task_family(runner)
         if task != 'classification':

@@ -11,7 +11,8 @@ from mmdat.apis import add_common_args, build_runner, finish_tool, load_config
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train with mmdat (DAT for OpenMMLab)')
     parser.add_argument('config', help='config file')
-    parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    parser.add_argument('--amp', action='store_true',
+                        help="automatic mixed precision (mmengine's AmpOptimWrapper: GPU/NPU/MLU/MUSA only)")
     parser.add_argument('--resume', nargs='?', const='auto', default=None,
                         help='resume from CKPT, or from the latest checkpoint in the work dir')
     parser.add_argument('--auto-scale-lr', action='store_true',
@@ -20,8 +21,17 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def amp_device_available() -> bool:
+    """Whether mmengine's AmpOptimWrapper can run here (it asserts one of these devices)."""
+    from mmengine.device import is_cuda_available, is_mlu_available, is_musa_available, is_npu_available
+    return is_cuda_available() or is_npu_available() or is_mlu_available() or is_musa_available()
+
+
 def main() -> None:
     args = parse_args()
+    if args.amp and not amp_device_available():
+        raise SystemExit("--amp needs a GPU (or NPU/MLU/MUSA): mmengine's AmpOptimWrapper does not train on "
+                         'a CPU. Train without --amp on this machine (fp32).')
     cfg = load_config(args)
     if args.amp:
         optim_wrapper = cfg.optim_wrapper

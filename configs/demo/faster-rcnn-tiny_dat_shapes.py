@@ -3,6 +3,9 @@
 # VQGAN shipped in mmdat. CPU, well under a second per iteration. What follows is the diff to mmdet's
 # Faster R-CNN R50-FPN 1x: a ResNet-18 with 8 base channels (no pre-trained weights), thin FPN and
 # heads, 3 classes, small anchors and sample counts, images of at most 96 x 64 pixels.
+# Data: tools/train.py does not write the dataset; first run
+#     python tools/demo.py --task det --data-only   # writes data/shapes_coco/ (under a minute)
+# then: python tools/train.py configs/demo/faster-rcnn-tiny_dat_shapes.py
 _base_ = ['mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', '../_base_/dat/dat_det_runtime.py']
 
 data_root = 'data/shapes_coco/'

@@ -14,6 +14,9 @@
 # poly to 1e-5 over 2000 gave 41, poly to 5e-4 gave 74 (65.6 in the demo run). Background as a
 # 4th class instead of ignored: 62 after 4000 (shape IoUs only 63/51/41). DAT costs ~0.18 s per
 # iteration here (plain ~0.03), so 2000 iterations keep `make demo TASK=seg` under 10 min.
+# Data: tools/train.py does not write the dataset; first run
+#     python tools/demo.py --task seg --data-only   # writes data/shapes_ade20k/ (under a minute)
+# then: python tools/train.py configs/demo/fcn-tiny_dat_shapes.py
 _base_ = ['mmseg::fcn/fcn_r50-d8_4xb4-80k_ade20k-512x512.py', '../_base_/dat/dat_runtime.py']
 
 data_root = 'data/shapes_ade20k'

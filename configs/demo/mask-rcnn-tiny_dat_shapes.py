@@ -2,6 +2,9 @@
 # Faster R-CNN of this folder plus mmdet's Mask R-CNN mask branch, thinned out.
 # Padding of the images is restored bit for bit by DAT; gt masks are padded by mmdet as usual and
 # shared by the clean and the adversarial halves.
+# Data: tools/train.py does not write the dataset; first run
+#     python tools/demo.py --task det --data-only   # writes data/shapes_coco/ (under a minute)
+# then: python tools/train.py configs/demo/mask-rcnn-tiny_dat_shapes.py
 _base_ = ['./faster-rcnn-tiny_dat_shapes.py']
 
 model = dict(

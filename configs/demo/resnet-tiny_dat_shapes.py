@@ -5,6 +5,9 @@
 # Measured on the plain model (held-out top-1, same seed): the former recipe (64 images per class)
 # memorises them (100% train, ~26% held-out); 500 per class, 8 epochs, AdamW lr 3e-3: 45% (near
 # chance for 5 epochs); lr 1e-3: 94%; 1000 per class, 4 epochs (the same 500 iterations), lr 1e-3: 97.5%.
+# Data: tools/train.py does not write the dataset; first run
+#     python tools/demo.py --task cls --data-only   # writes data/shapes_cls/ (under a minute)
+# then: python tools/train.py configs/demo/resnet-tiny_dat_shapes.py
 _base_ = ['mmpretrain::_base_/default_runtime.py', '../_base_/dat/dat_runtime.py']
 
 data_root = 'data/shapes_cls'

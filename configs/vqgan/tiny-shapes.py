@@ -2,9 +2,11 @@
 # built-in shape images on a CPU in a few minutes by ONE command from the repository root:
 #     python tools/train.py configs/vqgan/tiny-shapes.py
 # Logs, checkpoints and input | reconstruction pictures go to work_dirs/tiny-shapes/; at the end the
-# held-out PSNR and codebook usage are printed and the VQGAN alone is written over the shipped
-# mmdat/assets/tiny_vqgan_shapes.pth (with those numbers in its meta). Shortened or experimental
-# runs should override `custom_hooks` (or export_hook.out_file) to keep the shipped file.
+# held-out PSNR and codebook usage are printed and the VQGAN alone is written to
+# work_dirs/tiny-shapes/tiny_vqgan_shapes.pth (with those numbers in its meta). Training never
+# writes into the package: to make that file the shipped asset, run the explicit step
+#     python tools/model_converters/install_tiny_vqgan.py work_dirs/tiny-shapes/tiny_vqgan_shapes.pth
+# which measures both files on the held-out images and refuses a worse model unless --force.
 # Recipe: VQ-VAE objective (MSE + codebook + 0.25 x commitment, straight-through), Adam 6e-3 with
 # warm-up and cosine decay, codebook seeded from encoder outputs, dead codes re-seeded every 50
 # iterations until iteration 750; 800 iterations of 32 fresh images (each image is seen once),
@@ -58,7 +60,7 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=ma
 default_hooks = dict(checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
 custom_hooks = [
     dict(type='VQGANVisualizationHook', interval=200, max_images=4),
-    dict(type='VQGANExportHook', out_file='{{fileDirname}}/../../mmdat/assets/tiny_vqgan_shapes.pth',
+    dict(type='VQGANExportHook', out_file='tiny_vqgan_shapes.pth',  # in the work dir
          meta=dict(trained_on='mmdat synthetic shapes: ShapeImageDataset(split=train, size=32, seed=0), '
                               '25600 images, each seen once',
                    objective='VQ-VAE: MSE + codebook + 0.25 commitment (straight-through), Adam; '

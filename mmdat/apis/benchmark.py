@@ -1,6 +1,6 @@
 """What DAT costs: VQGAN throughput and memory, training-step time, FLOPs against the device's bound.
 
-The logic of ``tools/analysis_tools/benchmark_dat.py``. Three sections, each timed as the median of
+The logic of ``tools/analysis_tools/benchmark_dat.py``. Four sections, each timed as the median of
 repeated runs after warm-up, with the variants of a section interleaved round-robin so that
 machine noise hits all of them alike (on a shared machine only ratios measured in one run count):
 
@@ -15,6 +15,10 @@ machine noise hits all of them alike (on a shared machine only ratios measured i
   reference procedure (parameter gradients in the attack's backward and the unused extra forward,
   as easyrobust's code does), on the same model and VQGAN, for each VQGAN trunk dtype asked for;
   with a bf16 trunk also the agreement of DAT's codes (of x_rec and x_adv) with the fp32 VQGAN's.
+* ``amp``: the attack alone (the model's loss and its input gradient, :meth:`DATAttack.perturb`)
+  as mmdat runs it under mixed precision (float32, autocast off inside the attack) against the
+  same attack run inside the autocast (mmdat before issue 16, which loses the input gradient of
+  small losses in fp16), per autocast dtype.
 * ``flops``: matmul/convolution FLOPs of each part (``torch.utils.flop_counter``), the device's
   achievable matmul FLOP/s measured in the same run, the lower bound on time this implies, and
   each measured time as a fraction of its bound.
@@ -25,6 +29,7 @@ Only public API is used: DAT's attack through :class:`~mmdat.dat.DATAttack` (``q
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import os
@@ -38,8 +43,10 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from mmdat.dat import DATAttack
 from mmdat.models.vqgan import VQGAN, native_bf16
 from mmdat.models.vqgan_reference import ReferenceVQGAN
+from mmdat.testing import IdentityQuantizer
 
 __all__ = ['BenchmarkSettings', 'run_benchmark', 'render_markdown', 'save_result', 'parse_size',
            'vqgan_flops', 'vqgan_memory_bound', 'model_flops', 'reference_step',
@@ -98,7 +105,7 @@ class BenchmarkSettings:
 
     Args:
         device (str): 'cpu' or 'cuda[:i]'.
-        sections (Sequence[str]): any of 'vqgan', 'step', 'flops'.
+        sections (Sequence[str]): any of 'vqgan', 'step', 'amp', 'flops' (default: all but 'amp').
         vqgan (str): VQGAN preset (random weights: same cost as the published ones) or 'tiny'.
         vqgan_sizes (Sequence[tuple]): (H, W) sizes of the vqgan section.
         vqgan_batch (int): images per reconstruct call at sizes up to 512 px.
@@ -113,6 +120,8 @@ class BenchmarkSettings:
             non-fp32 one is also compared with fp32 (DAT's codes of x_rec and x_adv).
         step_size (int): input side of the step section.
         step_batch (int): batch of the step section.
+        amp_dtypes (Sequence[str]): autocast dtypes of the amp section ('bf16', 'fp16'); it times the
+            step section's models at its size and batch.
         warmup (int): untimed runs of each variant before timing (the first also measures memory).
         repeats (int): timed runs of each variant (the median is reported); 0: the vqgan section
             times its first (memory) call instead, for sizes that take minutes per call.
@@ -131,6 +140,7 @@ class BenchmarkSettings:
     step_trunk_dtypes: Sequence[str] = ('fp32',)
     step_size: int = 32
     step_batch: int = 8
+    amp_dtypes: Sequence[str] = ('bf16', 'fp16')
     warmup: int = 1
     repeats: int = 3
 
@@ -516,12 +526,12 @@ def reference_step(model: torch.nn.Module, data: dict, optim_wrapper) -> None:
         return loss.detach() + (leaf * grad).sum() - (leaf.detach() * grad).sum()
 
     x_rec = attack.quantize(pre.to_unit_rgb(inputs))
-    perturbed, _, error = attack.perturb(x_rec, attack_loss, random_start=attack.draw(None, 'start')
-                                         < attack.random_start_prob)
-    if error is not None:
-        raise RuntimeError(f'reference step: {error}')
-    loss_of(perturbed)  # the unused extra forward
-    x_adv = attack.quantize(perturbed)
+    perturbation = attack.perturb(x_rec, attack_loss, random_start=attack.draw(None, 'start')
+                                  < attack.random_start_prob)
+    if perturbation.error is not None:
+        raise RuntimeError(f'reference step: {perturbation.error}')
+    loss_of(perturbation.perturbed)  # the unused extra forward
+    x_adv = attack.quantize(perturbation.perturbed)
     optim_wrapper.zero_grad()
     clean = model.parse_losses(model.loss(inputs, samples))[0]
     adv = model.parse_losses(model.loss(pre.from_unit_rgb(x_adv), samples))[0]
@@ -546,7 +556,6 @@ def dat_code_agreement(model: torch.nn.Module, data: dict, vqgans: dict) -> dict
     as in training), x_adv = Q(x'); returns per name the fraction of code indices of x_rec and of
     x_adv equal to the reference VQGAN's, and the largest pixel difference of x_adv from its x_adv.
     """
-    from mmdat.dat import DATAttack
     pre = model.data_preprocessor
     prepared = pre.preprocess(copy.deepcopy(data), training=True)
     inputs, samples = prepared['inputs'], prepared['data_samples']
@@ -636,6 +645,47 @@ def bench_step(settings: BenchmarkSettings, rates: dict[torch.dtype, float]) -> 
     return rows, agreement
 
 
+AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def bench_amp(settings: BenchmarkSettings) -> list[dict]:
+    """Section ``amp``: the attack's loss and input gradient in float32 (mmdat, whatever the autocast)
+    against the same attack inside the autocast, on the step section's classifiers and batch."""
+    device = torch.device(settings.device)
+    size, batch = settings.step_size, settings.step_batch
+    rows = []
+    for name in settings.models:
+        model = build_classifier(name, device, dict(random_start_prob=0.0))
+        pre = model.data_preprocessor
+        attack = DATAttack(IdentityQuantizer(), random_start_prob=0.0)
+        data = pre.preprocess(_classification_batch(CLASSIFIERS[name]['head']['num_classes'], size, batch),
+                              training=True)
+        x_rec = pre.to_unit_rgb(data['inputs'])  # the attack's start; the VQGAN passes are not timed here
+
+        def loss_of(images: torch.Tensor, samples=data['data_samples']) -> torch.Tensor:
+            return model.parse_losses(model.loss(pre.from_unit_rgb(images), copy.deepcopy(samples)))[0]
+
+        runs = {'fp32': functools.partial(attack.perturb, x_rec, loss_of)}
+        for dtype_name in settings.amp_dtypes:
+            autocast = functools.partial(torch.autocast, device.type, dtype=AMP_DTYPES[dtype_name])
+            runs[f'{dtype_name}/mmdat'] = functools.partial(_under, autocast, attack.perturb, x_rec, loss_of)
+            runs[f'{dtype_name}/inside'] = functools.partial(
+                attack.perturb, x_rec, functools.partial(_under, autocast, loss_of))
+        times = _interleaved(runs, device, settings.warmup, settings.repeats)
+        fp32 = _median(times['fp32'])
+        for variant, seconds in times.items():
+            autocast, _, where = variant.partition('/')
+            rows.append(dict(model=name, size=size, batch=batch, autocast=None if autocast == 'fp32' else autocast,
+                             attack_dtype=autocast if where == 'inside' else 'fp32',
+                             seconds=_median(seconds), x_fp32=_median(seconds) / fp32, times=seconds))
+    return rows
+
+
+def _under(context: Callable, fn: Callable, *args):
+    with context():
+        return fn(*args)
+
+
 def bench_flops(settings: BenchmarkSettings) -> list[dict]:
     """Section ``flops``: the VQGAN's FLOPs per part for one image at each size."""
     config, _ = _vqgan_config(settings.vqgan)
@@ -678,9 +728,11 @@ def machine_info(device: torch.device) -> dict:
 
 def run_benchmark(settings: BenchmarkSettings, log: Callable[[str], None] = lambda msg: None) -> dict:
     """Measure the selected sections; returns the JSON-ready result (see :func:`render_markdown`)."""
-    unknown = set(settings.sections) - {'vqgan', 'step', 'flops'}
+    unknown = set(settings.sections) - {'vqgan', 'step', 'amp', 'flops'}
     if unknown:
-        raise ValueError(f"unknown sections {sorted(unknown)}; valid: vqgan, step, flops")
+        raise ValueError(f"unknown sections {sorted(unknown)}; valid: vqgan, step, amp, flops")
+    if set(settings.amp_dtypes) - set(AMP_DTYPES):
+        raise ValueError(f'unknown amp dtypes {settings.amp_dtypes}; valid: {", ".join(AMP_DTYPES)}')
     device = torch.device(settings.device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise RuntimeError(f'device {settings.device} requested but CUDA is not available')
@@ -701,6 +753,9 @@ def run_benchmark(settings: BenchmarkSettings, log: Callable[[str], None] = lamb
         result['step'], agreement = bench_step(settings, rates)
         if agreement:
             result['step_precision'] = agreement
+    if 'amp' in settings.sections:
+        log('section amp ...')
+        result['amp'] = bench_amp(settings)
     if 'flops' in settings.sections:
         result['flops'] = bench_flops(settings)
     result['load_after'] = _load()
@@ -778,6 +833,17 @@ def render_markdown(result: dict) -> str:
                          f"| {r['vqgan_trunk']} | {_pct(r['x_rec_codes'])} | {_pct(r['x_adv_codes'])} "
                          f"| {_fmt(r['x_adv_max_abs_diff'], '.1e')} |")
         lines.append('')
+    if 'amp' in result:
+        lines += ["### The attack under mixed precision (the model's loss and input gradient, 1 step; no VQGAN)", '',
+                  '| device | model | input | autocast | attack computed in | ms/attack | x fp32 |',
+                  '|---|---|---|---|---|---|---|']
+        for r in result['amp']:
+            where = 'fp32 (no autocast)' if r['autocast'] is None else (
+                'fp32, autocast off (mmdat)' if r['attack_dtype'] == 'fp32' else f"{r['attack_dtype']} (inside autocast)")
+            lines.append(f"| {device.type} | {r['model']} | {r['batch']}x3x{r['size']}x{r['size']} "
+                         f"| {r['autocast'] or '-'} | {where} | {_fmt(1e3 * r['seconds'], '.1f')} "
+                         f"| {_fmt(r['x_fp32'])} |")
+        lines += [f'| {other} | all | | all | | {NOT_MEASURED} | |', '']
     if 'flops' in result:
         lines += ['### VQGAN FLOPs per image (matmul/convolution FLOPs, 2 per multiply-add; attention is part of '
                   'encoder and decoder)', '',

@@ -13,6 +13,7 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmdat.engine.hooks import RankAverageBuffersHook
 from mmdat.engine.runner import CheckpointSafeRunner
 
 
@@ -37,9 +38,19 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = str(Path('work_dirs') / Path(args.config).stem)
-    if args.launcher != 'none' and not torch.cuda.is_available():
-        setup_cpu_distributed(cfg)
+    if args.launcher != 'none':
+        average_buffers_over_ranks(cfg)
+        if not torch.cuda.is_available():
+            setup_cpu_distributed(cfg)
     return cfg
+
+
+def average_buffers_over_ranks(cfg: Config) -> None:
+    """Distributed runs: add :class:`~mmdat.engine.hooks.RankAverageBuffersHook` to ``custom_hooks``
+    (unless the config has it), so that validation and checkpoints see one model on every rank."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') in ('RankAverageBuffersHook', RankAverageBuffersHook) for h in hooks):
+        cfg.custom_hooks = hooks + [dict(type='RankAverageBuffersHook')]
 
 
 def setup_cpu_distributed(cfg: Config) -> None:

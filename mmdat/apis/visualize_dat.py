@@ -6,13 +6,16 @@ training (the model in train mode, the attack objective being the model's total 
 One PNG per image, three panels side by side, each cropped to the image's valid (unpadded) region,
 with the annotations drawn on all three: ground-truth boxes (and instance masks) for detection, the
 ground-truth label map blended in for segmentation, the class name for classification.
-``index.json`` lists the files with the per-batch DAT statistics. The command line:
-``tools/analysis_tools/visualize_dat.py``.
+``index.json`` holds ``images`` (one entry per file, with that image's own statistics: perturbation
+and adversarial norms, reconstruction PSNR, on its valid region) and ``batches`` (one entry per
+batch: the attack's batch-level numbers, i.e. random start, start loss, skip reason, visual words
+changed, once). The command line: ``tools/analysis_tools/visualize_dat.py``.
 """
 from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 
 import cv2
@@ -131,11 +134,29 @@ def triplet(images: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([header, row], axis=0)
 
 
+def image_statistics(images: torch.Tensor, result, sizes, norm: str) -> list[dict]:
+    """Each image's DAT numbers on its valid region: ``reconstruction_psnr`` (x_rec against x, dB),
+    ``perturbation_norm`` (x' - x_rec in the attack's norm) and ``adversarial_norm`` (L2 of
+    x_adv - x_rec); the last two are absent when the batch was skipped."""
+    stats = []
+    for i, (h, w) in enumerate(sizes):
+        clean, rec = images[i, :, :h, :w].float(), result.reconstruction[i, :, :h, :w].float()
+        mse = float((rec - clean).square().mean())
+        entry = dict(reconstruction_psnr=10 * math.log10(1.0 / max(mse, 1e-12)))
+        if not result.skipped:
+            delta = (result.perturbed[i, :, :h, :w] - rec).flatten()
+            entry['perturbation_norm'] = float(delta.abs().max() if norm == 'linf' else delta.norm())
+            entry['adversarial_norm'] = float((result.adversarial[i, :, :h, :w] - rec).flatten().norm())
+        stats.append(entry)
+    return stats
+
+
 def visualize_dat(cfg, num: int, out_dir: str, checkpoint: str | None = None,
                   vqgan_checkpoint: str | None = None, seed: int = 0, scale: int = 0,
                   device: str = 'cpu') -> list[dict]:
     """Write ``num`` clean | reconstruction | adversarial triplets of ``cfg``'s training batches to
-    ``out_dir`` (PNG files and ``index.json``); returns the index. See the module docstring."""
+    ``out_dir`` (PNG files and ``index.json``); returns the index, ``dict(images=[...], batches=[...])``.
+    See the module docstring."""
     if num < 1:
         raise ValueError('num must be >= 1')
     init_default_scope(cfg.get('default_scope', 'mmengine'))
@@ -159,7 +180,7 @@ def visualize_dat(cfg, num: int, out_dir: str, checkpoint: str | None = None,
     palette = palette_for(metainfo, len(classes) if classes else 256)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    index, written = [], 0
+    images_index, batches_index, written = [], [], 0
     for batch_idx, data in enumerate(dataloader):
         # the upstream preprocessing of a training batch (no DAT), then the DAT examples
         data = pre.preprocess(data, True)
@@ -172,7 +193,9 @@ def visualize_dat(cfg, num: int, out_dir: str, checkpoint: str | None = None,
         print_log(f'batch {batch_idx}: ' + ', '.join(
             f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}' for k, v in stats.items()),
             logger='current')
+        batches_index.append(dict(batch=batch_idx, size=len(samples), stats=stats))
         sizes = pre.valid_sizes(inputs, samples) or [tuple(inputs.shape[-2:])] * len(samples)
+        per_image = image_statistics(clean, result, sizes, pre.dat_attack.norm)
         for i, sample in enumerate(samples):
             if written >= num:
                 break
@@ -184,11 +207,12 @@ def visualize_dat(cfg, num: int, out_dir: str, checkpoint: str | None = None,
             name = Path(str(sample.metainfo.get('img_path', f'{i}'))).stem
             path = out / f'{written:04d}_{name}.png'
             cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-            index.append(dict(file=path.name, batch=batch_idx, img_shape=[h, w], scale=k,
-                              panel_width=w * k, gap=GAP, header=HEADER,
-                              width=int(image.shape[1]), height=int(image.shape[0]), stats=stats))
+            images_index.append(dict(file=path.name, batch=batch_idx, img_shape=[h, w], scale=k,
+                                     panel_width=w * k, gap=GAP, header=HEADER,
+                                     width=int(image.shape[1]), height=int(image.shape[0]), stats=per_image[i]))
             written += 1
         if written >= num:
             break
+    index = dict(images=images_index, batches=batches_index)
     (out / 'index.json').write_text(json.dumps(index, indent=1))
     return index

@@ -2,7 +2,9 @@
 
 ``tiny_vqgan_shapes.pth``: a tiny VQGAN (downsample factor 2, 256 codes of dimension 8)
 trained on mmdat's synthetic shape images (:mod:`mmdat.datasets.shapes`) by
-``python tools/train.py configs/vqgan/tiny-shapes.py``. It is the embedded default that lets the DAT pipeline run on
+``python tools/train.py configs/vqgan/tiny-shapes.py`` (which exports into its work dir), then
+installed here by the explicit step ``python tools/model_converters/install_tiny_vqgan.py FILE``
+(:mod:`mmdat.assets.install`; it refuses a model with a lower held-out PSNR unless forced). It is the embedded default that lets the DAT pipeline run on
 a CPU without downloading the published VQGANs; it knows nothing about natural images. Build it with::
 
     from mmdat.assets import TINY_VQGAN_CHECKPOINT, TINY_VQGAN_CONFIG

@@ -9,7 +9,9 @@ One DAT example for images ``x`` (RGB, [0, 1]) and a frozen VQGAN ``Q``::
     x_adv = Q(x')                                  # discrete again
 
 Only the input gradient is taken (``torch.autograd.grad`` on a detached leaf), so the attack leaves
-no gradient on model parameters and fires no DDP hooks.
+no gradient on model parameters and fires no DDP hooks. The attack's loss and gradient are computed
+in float32 with autocast disabled, as in the reference, also when the training step runs under mixed
+precision: in fp16 the input gradient of a small loss underflows to zero.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import math
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +39,7 @@ class DATResult:
     eps: float = math.nan             # the radius used (after the warm-up's strength)
     start_loss: float = math.nan      # loss at the attack's first point (x_rec or x_rec + noise)
     skipped_reason: Optional[str] = None
+    zero_gradient_images: int = 0     # images no step moved: their input gradient was exactly zero
     stats: dict = field(default_factory=dict)
 
     @property
@@ -55,6 +58,15 @@ def valid_region_mask(images: Tensor, image_sizes: ImageSizes) -> Optional[Tenso
     for i, (vh, vw) in enumerate(image_sizes):
         mask[i, :, :vh, :vw] = True
     return mask
+
+
+class Perturbation(NamedTuple):
+    """What :meth:`DATAttack.perturb` returns; ``perturbed`` is None when ``error`` says why."""
+
+    perturbed: Optional[Tensor]       # x'
+    start_loss: float                 # the loss at the first point
+    error: Optional[str]              # non-finite loss or gradient, else None
+    zero_gradient_images: int = 0     # images whose input gradient was exactly zero at every step
 
 
 def _per_image_norm(t: Tensor, norm: str) -> Tensor:
@@ -163,38 +175,49 @@ class DATAttack:
 
     # ------------------------------------------------------------------ attack
     def perturb(self, x_rec: Tensor, loss_fn: Callable[[Tensor], Tensor],
-                mask: Optional[Tensor] = None, random_start: bool = False, strength: float = 1.0):
-        """Gradient ascent from ``x_rec`` inside the eps-ball; returns (x', start_loss, error).
+                mask: Optional[Tensor] = None, random_start: bool = False,
+                strength: float = 1.0) -> Perturbation:
+        """Gradient ascent from ``x_rec`` inside the eps-ball.
 
-        ``strength`` scales eps and the step size (warm-up). ``error`` is None on success, else a
-        message (non-finite loss or gradient).
+        ``strength`` scales eps and the step size (warm-up). ``loss_fn`` and its input gradient run in
+        float32 with autocast disabled (the reference's precision, whatever the caller's autocast).
+        After a non-finite loss or gradient the remaining steps still run ``loss_fn`` (without
+        moving), so that every rank of a distributed run runs the same forwards and backwards (their
+        collectives, e.g. SyncBN, must match); the caller decides the skip.
         """
         eps, step_size = self.eps * strength, self.step_size * strength
         x_rec = x_rec.detach()
         x = x_rec.clone()
         if random_start and eps > 0:
             x = (x + self._random_noise(x_rec, mask, eps)).clamp_(0, 1)
-        start_loss = math.nan
+        start_loss, error = math.nan, None
+        moved = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         for i in range(self.steps):
             leaf = x.detach().requires_grad_(True)
-            with torch.enable_grad():
+            with torch.enable_grad(), torch.autocast(leaf.device.type, enabled=False):
                 loss = loss_fn(leaf)
                 if loss.dim() != 0:
                     raise ValueError(f'loss_fn must return a scalar, got shape {tuple(loss.shape)}')
                 grad, = torch.autograd.grad(loss, leaf)
+            loss_value = float(loss.detach())
             if i == 0:
-                start_loss = float(loss.detach())
-            if not math.isfinite(float(loss.detach())):
-                return None, start_loss, f'non-finite attack loss ({float(loss.detach())})'
-            if not torch.isfinite(grad).all():
-                return None, start_loss, 'non-finite attack gradient'
+                start_loss = loss_value
+            if error is None and not math.isfinite(loss_value):
+                error = f'non-finite attack loss ({loss_value})'
+            elif error is None and not torch.isfinite(grad).all():
+                error = 'non-finite attack gradient'
+            if error is not None:
+                continue
             if mask is not None:
                 grad = grad * mask
+            moved |= grad.flatten(1).ne(0).any(dim=1)
             x = x.detach() + step_size * self._ascent_direction(grad)
             x = (x_rec + self.project(x - x_rec, eps)).clamp_(0, 1)
             if mask is not None:  # padding stays exactly as it was
                 x = torch.where(mask, x, x_rec)
-        return x.detach(), start_loss, None
+        if error is not None:
+            return Perturbation(None, start_loss, error)
+        return Perturbation(x.detach(), start_loss, None, int((~moved).sum()))
 
     def _ascent_direction(self, grad: Tensor) -> Tensor:
         if self.norm == 'linf':
@@ -234,12 +257,13 @@ class DATAttack:
         self._calls += 1
         mask = valid_region_mask(images, image_sizes)
         x_rec, rec_codes = self.quantize(images, image_sizes, return_codes=True)
-        x_pert, start_loss, error = self.perturb(x_rec, loss_fn, mask, random_start, strength)
+        x_pert, start_loss, error, zero_gradient = self.perturb(x_rec, loss_fn, mask, random_start, strength)
         eps = self.eps * strength
         if error is not None:
             return DATResult(x_rec, None, None, random_start, eps, start_loss, skipped_reason=error)
         x_adv, adv_codes = self.quantize(x_pert, image_sizes, return_codes=True)
-        result = DATResult(x_rec, x_pert, x_adv, random_start, eps, start_loss)
+        result = DATResult(x_rec, x_pert, x_adv, random_start, eps, start_loss,
+                           zero_gradient_images=zero_gradient)
         if collect_stats:
             result.stats = self._stats(images, x_rec, x_pert, x_adv, rec_codes, adv_codes, mask)
         return result

@@ -28,14 +28,18 @@ class DATSchedule:
             iterations (0 = off, the paper's setting); iteration ``i`` uses ``min(1, (i + 1) / warmup_iters)``.
         stats_interval: collect statistics every this many iterations (0 = never).
         vis_interval: keep example triplets every this many iterations (0 = never).
+        max_iters: the run's last iteration (1-based; 0 = unknown). With ``vis_interval`` > 0 the
+            examples of the last iteration are always kept, so a run shorter than ``vis_interval``
+            still has its pictures.
     """
 
     warmup_iters: int = 0
     stats_interval: int = 0
     vis_interval: int = 0
+    max_iters: int = 0
 
     def __post_init__(self) -> None:
-        for name in ('warmup_iters', 'stats_interval', 'vis_interval'):
+        for name in ('warmup_iters', 'stats_interval', 'vis_interval', 'max_iters'):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}')
 
@@ -50,4 +54,5 @@ class DATSchedule:
 
         return DATIterationSettings(strength=self.strength(iteration),
                                     collect_stats=every(self.stats_interval),
-                                    keep_examples=every(self.vis_interval))
+                                    keep_examples=every(self.vis_interval) or (
+                                        self.vis_interval > 0 and iteration + 1 == self.max_iters))

@@ -148,7 +148,9 @@ def summarize_metric(key: str, cells: Mapping[str, Mapping[int, float]], clean: 
         dict: ``metric``, ``clean``, ``rows`` (``{corruption: {severity: value}}``), ``means``
         (per corruption, over the severities that ran), the P/mPC/rPC dict of
         :func:`performance_under_corruption` under ``pc`` and, for classification, ``CE``,
-        ``mCE``, ``mCE_corruptions``, ``relative_CE``, ``relative_mCE``.
+        ``mCE``, ``mCE_corruptions``, ``relative_CE``, ``relative_mCE``, ``relative_mCE_corruptions``
+        (the counts say how many of the 15 corruptions each mean covers; whether it may be called
+        an mCE also depends on the source, see :func:`mmdat.robustness.report.summarize_record`).
     """
     scale = metric_scale(key)
     rows = {c: {int(s): float(v) * scale for s, v in row.items() if int(s) in SEVERITIES}
@@ -169,6 +171,6 @@ def summarize_metric(key: str, cells: Mapping[str, Mapping[int, float]], clean: 
         if clean_v is not None:
             rel = relative_corruption_errors(errors, 1.0 - clean_v / 100.0)
             out['relative_CE'] = rel
-            out['relative_mCE'] = mean_corruption_error(rel)[0]
+            out['relative_mCE'], out['relative_mCE_corruptions'] = mean_corruption_error(rel)
     return out
 

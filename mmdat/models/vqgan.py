@@ -32,8 +32,8 @@ __all__ = ['VQGAN', 'VQGAN_PRESETS', 'nearest_code_indices', 'native_bf16', 'sub
 _TAMING_F16 = dict(ch=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, attn_resolutions=(16,),
                    z_channels=256, embed_dim=256, resolution=256)
 _TAMING_NOTE = ('Published by taming-transformers (README, "VQGAN ImageNet (f=16), {n}" row): {url} '
-                '(configs/model.yaml, ckpts/last.ckpt). Not downloaded automatically: download last.ckpt, '
-                'convert it once with tools/model_converters/vqgan_to_state_dict.py and pass checkpoint=<path>.')
+                '(configs/model.yaml, ckpts/last.ckpt). Not downloaded automatically: download last.ckpt and '
+                'pass checkpoint=<path> (the Lightning file loads directly).')
 
 VQGAN_PRESETS: dict[str, dict] = {
     'openimages-f8-16384': dict(

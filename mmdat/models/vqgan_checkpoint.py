@@ -1,39 +1,40 @@
-"""Safe loading of taming-transformers / latent-diffusion VQGAN checkpoints.
+"""Loading taming-transformers / latent-diffusion VQGAN checkpoints directly and safely.
 
-Only ``torch.load(..., weights_only=True)`` is used here, behind a static check of every global
-the file references (torch's built-in weights-only set and mmengine's checkpoint objects only,
-whatever the process allow-list holds). Lightning checkpoints that carry pickled Python objects
-(hyper-parameters, callbacks, ...) are refused with a :class:`VQGANCheckpointError` that points to
-the one-off converter ``tools/model_converters/vqgan_to_state_dict.py``. Downloads (``http(s)://``,
-``file://``) happen once per machine (local rank 0), to a temporary name, verified, then renamed.
+Published VQGANs are PyTorch Lightning checkpoints (``.ckpt``, or ``model.ckpt`` inside a
+latent-diffusion ``.zip``) that pickle Lightning's callbacks, numpy scalars and optimizer states
+beside the weights. They are read with mmdat's restricted unpickler
+(:func:`mmdat.utils.checkpoint_safety.load_checkpoint_file`): every global outside torch's tensor
+rebuilders and the checked numpy/mmengine objects becomes an inert stand-in (nothing is imported,
+Lightning need not be installed), and only the tensors of the state dict are kept. Downloads
+(``http(s)://``, ``file://``) happen once per machine (local rank 0), to a temporary name, verified,
+then renamed; cached downloads and extractions are keyed by URL / archive content, and a file whose
+load is refused is removed from the cache.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import pickle
 import shutil
 import time
 import urllib.request
 import zipfile
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 from urllib.parse import urlparse
 
 import torch
 from mmengine.logging import print_log
 
-from mmdat.utils.checkpoint_safety import (CheckpointSecurityError, mmengine_checkpoint_objects,
-                                           refused_global_names, unpickling_reason)
+from mmdat.utils.checkpoint_safety import CheckpointSecurityError, load_checkpoint_file
 
-__all__ = ['VQGANCheckpointError', 'load_vqgan_state_dict', 'resolve_checkpoint_path',
-           'extract_state_dict', 'is_checkpoint_url', 'CACHE_DIR', 'CONVERTER', 'URL_SCHEMES']
+__all__ = ['VQGANCheckpointError', 'load_vqgan_state_dict', 'resolve_checkpoint_path', 'resolved_checkpoint',
+           'download_cache_path',
+           'extract_state_dict', 'is_checkpoint_url', 'max_extract_bytes', 'CACHE_DIR', 'URL_SCHEMES']
 
 CACHE_DIR = Path(os.environ.get('MMDAT_CACHE_DIR', '~/.cache/mmdat/checkpoints')).expanduser()
-CONVERTER = 'tools/model_converters/vqgan_to_state_dict.py'
 URL_SCHEMES = ('http://', 'https://', 'file://')
-_ZIP_MAGIC = b'PK\x03\x04'  # torch.save's default format is a zip archive
-_PICKLE_MAGIC = b'\x80'  # legacy torch.save format starts with a pickle protocol opcode
+_DEFAULT_MAX_EXTRACT_BYTES = 8 << 30  # published VQGAN checkpoints are 1 GB or less
 
 
 class VQGANCheckpointError(RuntimeError):
@@ -83,6 +84,13 @@ def _fetch_verified(url: str, target: Path, sha256: Optional[str]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def download_cache_path(url: str) -> Path:
+    """Where :func:`resolve_checkpoint_path` caches ``url``: one entry per URL (a digest of it,
+    then the file name), so files of the same name at different URLs never share an entry."""
+    name = Path(urlparse(url).path).name or 'vqgan.ckpt'
+    return CACHE_DIR / f'{_digest(url.encode())}-{name}'
+
+
 def _download(url: str, sha256: Optional[str] = None) -> Path:
     """Download ``url`` once into :data:`CACHE_DIR` and return the local file.
 
@@ -90,8 +98,7 @@ def _download(url: str, sha256: Optional[str] = None) -> Path:
     machine wait for the verified file, at most ``MMDAT_DOWNLOAD_TIMEOUT`` seconds (default 3600).
     """
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    name = Path(urlparse(url).path).name or 'vqgan.ckpt'
-    target = CACHE_DIR / name
+    target = download_cache_path(url)
     if target.is_file():
         if sha256 is not None and _sha256(target) != sha256.lower():
             raise VQGANCheckpointError(
@@ -114,35 +121,96 @@ def _download(url: str, sha256: Optional[str] = None) -> Path:
     return target
 
 
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def max_extract_bytes() -> int:
+    """Largest ``model.ckpt`` extracted from an archive (``MMDAT_MAX_EXTRACT_BYTES``, default 8 GiB)."""
+    return int(os.environ.get('MMDAT_MAX_EXTRACT_BYTES', _DEFAULT_MAX_EXTRACT_BYTES))
+
+
 def _extract_model_ckpt(archive: Path) -> Path:
-    """Extract ``model.ckpt`` from a latent-diffusion style zip (e.g. ``vq-f8.zip``)."""
-    target = CACHE_DIR / f'{archive.stem}.ckpt'
+    """Extract ``model.ckpt`` from a latent-diffusion style zip (e.g. ``vq-f8.zip``) into the cache.
+
+    The cached name holds the archive's SHA-256, so archives of the same name in different folders
+    (or a replaced archive) never share an extraction; the member may be at most
+    :func:`max_extract_bytes` long, counted while copying.
+    """
+    target = CACHE_DIR / f'{_sha256(archive)[:16]}-{archive.stem}-model.ckpt'
     if target.is_file():
         return target
+    limit = max_extract_bytes()
+    tmp = target.with_name(f'{target.name}.{os.getpid()}.partial')
     try:
         with zipfile.ZipFile(archive) as zf:
-            members = [m for m in zf.namelist() if Path(m).name == 'model.ckpt']
-            if not members:
-                raise VQGANCheckpointError(f'{archive}: zip archive has no model.ckpt inside.')
+            members = [m for m in zf.infolist() if Path(m.filename).name == 'model.ckpt' and not m.is_dir()]
+            if len(members) != 1:
+                raise VQGANCheckpointError(
+                    f'{archive}: expected one model.ckpt inside the zip archive, found {len(members)}.')
+            if members[0].file_size > limit:
+                raise VQGANCheckpointError(
+                    f'{archive}: {members[0].filename} is {members[0].file_size} bytes, more than the '
+                    f'{limit} that mmdat extracts (MMDAT_MAX_EXTRACT_BYTES).')
             CACHE_DIR.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f'{target.name}.{os.getpid()}.partial')
+            copied = 0
             with zf.open(members[0]) as src, open(tmp, 'wb') as dst:
-                shutil.copyfileobj(src, dst)
-            tmp.replace(target)
-    except zipfile.BadZipFile as err:
-        raise VQGANCheckpointError(f'{archive}: not a valid zip archive ({err}).') from err
+                for block in iter(lambda: src.read(1 << 20), b''):
+                    copied += len(block)
+                    if copied > limit:
+                        raise VQGANCheckpointError(
+                            f'{archive}: {members[0].filename} extracts to more than {limit} bytes '
+                            '(MMDAT_MAX_EXTRACT_BYTES).')
+                    dst.write(block)
+        tmp.replace(target)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as err:
+        raise VQGANCheckpointError(f'{archive}: not a valid zip archive ({type(err).__name__}: {err}).') from err
+    finally:
+        tmp.unlink(missing_ok=True)
     return target
 
 
 def resolve_checkpoint_path(path_or_url: str | os.PathLike, sha256: Optional[str] = None) -> Path:
     """Local checkpoint file for a path or URL (``http(s)://``, ``file://``; downloaded once, verified
     against ``sha256`` when given); ``.zip`` archives yield their ``model.ckpt``."""
-    path = _download(str(path_or_url), sha256) if is_checkpoint_url(path_or_url) else Path(path_or_url).expanduser()
+    return _resolve(path_or_url, sha256)[0]
+
+
+def _resolve(path_or_url: str | os.PathLike, sha256: Optional[str]) -> tuple[Path, list[Path]]:
+    """The local checkpoint file, and the cache files it came from (removed if its load is refused)."""
+    cached: list[Path] = []
+    if is_checkpoint_url(path_or_url):
+        path = _download(str(path_or_url), sha256)
+        cached.append(path)
+    else:
+        path = Path(path_or_url).expanduser()
     if not path.is_file():
         raise VQGANCheckpointError(f'VQGAN checkpoint file not found: {path}')
     if path.suffix == '.zip':
-        path = _extract_model_ckpt(path)
-    return path
+        try:
+            path = _extract_model_ckpt(path)
+        except VQGANCheckpointError:
+            _discard(cached)
+            raise
+        cached.append(path)
+    return path, cached
+
+
+@contextlib.contextmanager
+def resolved_checkpoint(path_or_url: str | os.PathLike, sha256: Optional[str] = None) -> Iterator[Path]:
+    """The local file of a path or URL (see :func:`resolve_checkpoint_path`) for one load: the cache
+    files it came from (download, extraction) are removed if the load inside is refused."""
+    path, cached = _resolve(path_or_url, sha256)
+    try:
+        yield path
+    except (CheckpointSecurityError, VQGANCheckpointError):
+        _discard(cached)
+        raise
+
+
+def _discard(cached: list[Path]) -> None:
+    for path in cached:
+        path.unlink(missing_ok=True)
 
 
 def extract_state_dict(obj: object, source: str | os.PathLike = '<checkpoint>') -> dict[str, torch.Tensor]:
@@ -157,7 +225,8 @@ def extract_state_dict(obj: object, source: str | os.PathLike = '<checkpoint>') 
     state = obj.get('state_dict', obj)
     if not isinstance(state, dict):
         raise VQGANCheckpointError(f"{source}: 'state_dict' is a {type(state).__name__}, not a dict.")
-    state = {k: v for k, v in state.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    state = {k: v for k, v in state.items() if type(k) is str and type(v) in (torch.Tensor, torch.nn.Parameter)
+             and v.layout == torch.strided and not v.is_meta and not v.is_quantized}
     state = {k: v for k, v in state.items() if not k.startswith('loss.')}
     for prefix in ('model.', 'module.'):
         if state and all(k.startswith(prefix) for k in state):
@@ -170,41 +239,17 @@ def extract_state_dict(obj: object, source: str | os.PathLike = '<checkpoint>') 
 
 def load_vqgan_state_dict(path_or_url: str | os.PathLike,
                           sha256: Optional[str] = None) -> dict[str, torch.Tensor]:
-    """Load a VQGAN state dict on CPU from a local file or a URL (downloaded once, cached).
+    """Load a VQGAN state dict on CPU from a local file, a URL (downloaded once, cached) or a zip.
 
-    Weights-only, with a policy of its own whatever the process allow-list holds: the file may
-    reference only torch's built-in weights-only globals and the objects mmengine writes into its
-    checkpoints (so checkpoints of mmdat's VQGAN trainer load too). Anything else (pickled Python
-    objects of a Lightning training state, crafted gadgets) raises :class:`VQGANCheckpointError`
-    naming the file; convert a *trusted* file once with :data:`CONVERTER`.
+    Lightning checkpoints load directly, whatever else they pickle: globals outside torch's tensor
+    rebuilders and mmengine's/numpy's checked objects become inert stand-ins and are dropped with
+    everything else that is not a state-dict tensor. Objects the restricted unpickler refuses
+    (forged numpy dtypes, gadgets through torch's rebuilders, ...) raise
+    :class:`VQGANCheckpointError` naming the file; a refused file is removed from the cache.
     """
-    path = resolve_checkpoint_path(path_or_url, sha256)
-    with open(path, 'rb') as f:
-        head = f.read(4)
-    if head.startswith(_PICKLE_MAGIC):
-        raise VQGANCheckpointError(
-            f'{path}: legacy (torch < 1.6) checkpoint format, which mmdat does not read. If you trust '
-            f'the file, convert it once with\n    python {CONVERTER} {path} OUT.pth')
-    if not head.startswith(_ZIP_MAGIC):
-        raise VQGANCheckpointError(f'{path}: not a PyTorch checkpoint (unrecognised file header {head!r}).')
-    try:
-        refused = refused_global_names(path)
-    except CheckpointSecurityError as err:
-        raise VQGANCheckpointError(f'{path}: {err}') from err
-    if refused:
-        raise VQGANCheckpointError(
-            f'{path}: the checkpoint references Python objects that mmdat does not load for safety: '
-            f'{", ".join(refused[:8])}{" ..." if len(refused) > 8 else ""}. A Lightning training state '
-            f'holds such objects; if you trust the file, convert it once with\n'
-            f'    python {CONVERTER} {path} OUT.pth\nand use OUT.pth as the checkpoint.')
-    try:
-        with mmengine_checkpoint_objects():
-            obj = torch.load(path, map_location='cpu', weights_only=True)
-    except (pickle.UnpicklingError, CheckpointSecurityError) as err:
-        raise VQGANCheckpointError(
-            f'{path}: refused to unpickle the checkpoint (weights-only loading): {unpickling_reason(err, limit=300)}. '
-            f'If you trust the file, convert it once with\n    python {CONVERTER} {path} OUT.pth'
-        ) from err
-    except Exception as err:
-        raise VQGANCheckpointError(f'{path}: could not read the checkpoint ({type(err).__name__}: {err}).') from err
-    return extract_state_dict(obj, path)
+    with resolved_checkpoint(path_or_url, sha256) as path:
+        try:
+            obj = load_checkpoint_file(path, map_location='cpu')
+        except CheckpointSecurityError as err:
+            raise VQGANCheckpointError(f'VQGAN checkpoint: {err}') from err
+        return extract_state_dict(obj, path)

@@ -1,11 +1,16 @@
 """Corruption benchmarks (ImageNet-C, COCO-C, ADE20K-C) on a built mmengine ``Runner``.
 
 :func:`run_corruption_benchmark` evaluates the runner's checkpoint on the clean test set
-(severity 0, always) and on every (corruption, severity) cell, from one of three sources:
+(severity 0, always) and on every (corruption, severity) cell, from one of four sources:
 
-* on the fly (``source=None``): :class:`~mmdat.datasets.transforms.ImageCorruption` is inserted
-  right after the image-loading transform of the test pipeline (found by type), so images are
-  corrupted at their original resolution and ground truth is untouched (all task families);
+* on the fly at original resolution (``source=None``): :class:`~mmdat.datasets.transforms.ImageCorruption`
+  is inserted right after the image-loading transform of the test pipeline (found by type), so
+  images are corrupted at their original resolution and ground truth is untouched (all task
+  families; COCO-C's protocol, but not ImageNet-C's: its mCE is not comparable with published ones);
+* the exact ImageNet-C protocol on the fly (``imagenet_c_protocol=True``, classification):
+  :class:`~mmdat.datasets.transforms.ImageNetCCorruption` after the loader (decoding with PIL, no
+  EXIF rotation, as Hendrycks' loader) does Resize(256) -> CenterCrop(224) -> corrupt -> JPEG 85,
+  and the pipeline's own Resize/CenterCrop are dropped;
 * released ImageNet-C folders (``<source>/<corruption>/<severity>/<wnid>/*.JPEG``, already
   224x224): evaluated without the pipeline's Resize/CenterCrop unless ``imagenet_c_resize``
   asks for easyrobust's Resize(256, bicubic) + CenterCrop(224) (classification);
@@ -32,11 +37,12 @@ from mmengine.dist import barrier, broadcast_object_list, is_main_process
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
-from mmdat.datasets.transforms.corruption import resolve_corruptions
-from .report import (RESULT_FILE, atomic_write_json, load_record, summarize_record, write_report)
+from mmdat.datasets.transforms.corruption import MIN_SIDE, resolve_corruptions
+from .report import (RESULT_FILE, atomic_write_json, load_record, source_description, summarize_record,
+                     write_report)
 
 __all__ = ['run_corruption_benchmark', 'resolve_severities', 'task_family', 'insert_corruption',
-           'RESULT_FILE']
+           'find_unfit_images', 'RESULT_FILE']
 
 # Transforms that change the geometry of classification inputs: dropped for the released
 # ImageNet-C images, which are already 224x224 (Hendrycks' test.py applies no Resize).
@@ -46,6 +52,8 @@ GEOMETRIC_TRANSFORMS = ('Resize', 'ResizeEdge', 'RandomResize', 'RandomResizedCr
 # easyrobust's benchmark.py: Resize(int(224 / 0.875) = 256, bicubic) + CenterCrop(224), in PIL.
 EASYROBUST_RESIZE = [dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
                      dict(type='CenterCrop', crop_size=224)]
+# Loaders that stack several files or bands into one array: no (H, W, 1 | 3 | 4) image to corrupt.
+MULTI_CHANNEL_LOADER_MARKS = ('MultiChannel', 'Multiple', 'MultiImage', 'MultiView', 'RSImage', 'Biomedical')
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 CLEAN = 'clean'
 FAMILIES = {'mmpretrain': 'classification', 'mmdet': 'detection', 'mmseg': 'segmentation'}
@@ -96,13 +104,27 @@ def _datasets(dataset_cfg: dict) -> list[dict]:
     return [d for sub in inner for d in _datasets(sub)]
 
 
+def _is_multi_channel(transform: dict) -> bool:
+    return any(mark in _type_name(transform) for mark in MULTI_CHANNEL_LOADER_MARKS)
+
+
+def _without_geometry(pipeline: list) -> list:
+    return [t for t in pipeline if _type_name(t) not in GEOMETRIC_TRANSFORMS]
+
+
 def insert_corruption(dataset_cfg: dict, corruption: str, severity: int, seed: int = 0,
-                      legacy_bgr: bool = False) -> dict:
+                      legacy_bgr: bool = False, imagenet_c_protocol: bool = False) -> dict:
     """A copy of ``dataset_cfg`` whose pipelines corrupt images right after loading them.
 
     The loading transform is found by type (``Load*Image*``, e.g. ``LoadImageFromFile``), not by
-    position; a pipeline without one is an error.
+    position; a pipeline without one, or whose loader stacks several files or bands (e.g.
+    ``LoadMultiChannelImageFromFiles``), is an error. With ``imagenet_c_protocol`` the loader
+    decodes with PIL without EXIF rotation (when it is a ``LoadImageFromFile``), the corruption is
+    :class:`~mmdat.datasets.transforms.ImageNetCCorruption` and the pipeline's own geometric
+    transforms (Resize, CenterCrop, ...) are dropped.
     """
+    if imagenet_c_protocol and legacy_bgr:
+        raise ValueError('the ImageNet-C protocol corrupts RGB images: legacy_bgr (--legacy-bgr) does not apply')
     dataset_cfg = copy.deepcopy(dataset_cfg)
     for ds in _datasets(dataset_cfg):
         pipeline = list(ds.get('pipeline') or [])
@@ -110,10 +132,90 @@ def insert_corruption(dataset_cfg: dict, corruption: str, severity: int, seed: i
         if not loaders:
             raise ValueError('cannot corrupt on the fly: the test pipeline has no image-loading transform '
                              f'(Load*Image*); its transforms are {[_type_name(t) for t in pipeline]}')
-        pipeline.insert(loaders[0] + 1, dict(type='ImageCorruption', corruption=corruption,
-                                             severity=severity, seed=seed, legacy_bgr=legacy_bgr))
+        at = loaders[0]
+        if _is_multi_channel(pipeline[at]):
+            raise ValueError(f'cannot corrupt on the fly: {_type_name(pipeline[at])} loads several images or '
+                             'bands into one array, and the corruptions work on grey, colour or colour + alpha '
+                             'images only')
+        if imagenet_c_protocol:
+            if _type_name(pipeline[at]) == 'LoadImageFromFile':
+                pipeline[at] = dict(pipeline[at], imdecode_backend='pillow', color_type='color_ignore_orientation')
+            corrupt = dict(type='ImageNetCCorruption', corruption=corruption, severity=severity, seed=seed)
+            pipeline = pipeline[:at + 1] + [corrupt] + _without_geometry(pipeline[at + 1:])
+        else:
+            pipeline.insert(at + 1, dict(type='ImageCorruption', corruption=corruption, severity=severity,
+                                         seed=seed, legacy_bgr=legacy_bgr))
         ds['pipeline'] = pipeline
     return dataset_cfg
+
+
+def _loader_cfg(dataset_cfg: dict) -> dict:
+    """The image-loading transform of the first pipeline (an empty dict when there is none)."""
+    for ds in _datasets(dataset_cfg):
+        for t in ds.get('pipeline') or []:
+            if _is_loader(t):
+                return dict(t)
+    return {}
+
+
+def _not_8_bit(mode: str) -> bool:
+    """PIL modes with more than 8 bits per channel (16-bit integer, 32-bit integer or float)."""
+    return mode.startswith('I') or mode.startswith('F') or ';16' in mode
+
+
+def find_unfit_images(dataset, loader_cfg: dict, min_side: int = MIN_SIDE) -> tuple[list[str], int]:
+    """Images of ``dataset`` that corruption at original resolution would fail on, found before evaluation.
+
+    Reads image sizes from the data info (``height``/``width``, e.g. COCO) or the file header (PIL
+    opens it lazily, without decoding): a side under ``min_side`` (imagecorruptions refuses it);
+    with ``color_type='unchanged'``, also images of more than 8 bits per channel.
+
+    Returns:
+        tuple: (problems, one line each; how many images could not be checked, e.g. on a remote
+        storage backend or in a format PIL cannot open).
+    """
+    from PIL import Image
+    unchanged = loader_cfg.get('color_type', 'color') == 'unchanged'
+    problems, unchecked = [], 0
+    for index in range(len(dataset)):
+        info = dataset.get_data_info(index)
+        path = info.get('img_path')
+        h, w, mode = info.get('height'), info.get('width'), None
+        if (h is None or w is None or unchanged) and isinstance(path, str) and osp.isfile(path):
+            try:
+                with Image.open(path) as image:
+                    (w, h), mode = image.size, image.mode
+            except OSError:  # a format PIL cannot open (the loader may): checked when it is corrupted
+                unchecked += 1
+                continue
+        elif h is None or w is None:
+            unchecked += 1
+            continue
+        if min(int(h), int(w)) < min_side:
+            problems.append(f'{path} ({w}x{h} px, under {min_side}x{min_side})')
+        if unchanged and mode and _not_8_bit(mode):
+            problems.append(f"{path} (PIL mode {mode}: more than 8 bits per channel, read with color_type='unchanged')")
+    return problems, unchecked
+
+
+def _check_images(dataset, loader_cfg: dict, what: str) -> None:
+    """Raise before any evaluation when images of the test set cannot be corrupted (rank 0 scans)."""
+    holder = [None]
+    if is_main_process():
+        start = time.perf_counter()
+        holder[0] = find_unfit_images(dataset, loader_cfg)
+        print_log(f'robustness: checked the sizes of {len(dataset)} test images ({time.perf_counter() - start:.1f} s)',
+                  logger='current')
+    broadcast_object_list(holder)
+    problems, unchecked = holder[0]
+    if unchecked:
+        print_log(f'robustness: {unchecked} image(s) are not local files PIL can open; their size is checked '
+                  'only when they are corrupted', logger='current', level=30)
+    if problems:
+        raise ValueError(f'{len(problems)} image(s) of the test set cannot be corrupted {what}: '
+                         + '; '.join(problems[:10]) + (' ...' if len(problems) > 10 else '')
+                         + '. Remove them from the test set (or, for classification, use the ImageNet-C '
+                         'protocol, which corrupts the 224x224 centre crop)')
 
 
 def _relative(path, root) -> Optional[str]:
@@ -157,20 +259,30 @@ class _CellSource:
     """How the dataset config of one (corruption, severity) cell is made."""
 
     def __init__(self, loader_cfg: dict, task: str, classes: Sequence[str], work_dir: Path,
-                 source: Optional[str], seed: int, legacy_bgr: bool, imagenet_c_resize: bool) -> None:
+                 source: Optional[str], seed: int, legacy_bgr: bool, imagenet_c_resize: bool,
+                 imagenet_c_protocol: bool = False) -> None:
         self.loader_cfg, self.task, self.classes = loader_cfg, task, tuple(classes or ())
         self.seed, self.legacy_bgr, self.resize = seed, legacy_bgr, imagenet_c_resize
+        self.protocol = imagenet_c_protocol
         self.source = None if source is None else Path(source).resolve()
         self.ann_dir = work_dir / 'imagenet_c_annotations'
         self._annotations: dict[tuple[str, int], str] = {}
         datasets = _datasets(loader_cfg['dataset'])
         self.loader_name = next((_type_name(t) for t in datasets[0].get('pipeline') or [] if _is_loader(t)), None)
+        if imagenet_c_protocol and source is not None:
+            raise ValueError('imagenet_c_protocol (--imagenet-c-protocol) corrupts the test set on the fly; it '
+                             f'does not apply to the corruption source {source}')
+        if imagenet_c_protocol and task != 'classification':
+            raise ValueError(f'imagenet_c_protocol (--imagenet-c-protocol) is the ImageNet-C protocol of '
+                             f'classifiers (Resize 256, CenterCrop 224); this is a {task} test set')
         if self.source is None:
-            self.kind = 'on-the-fly'
+            self.kind = 'imagenet-c-protocol' if imagenet_c_protocol else 'on-the-fly'
             if imagenet_c_resize:
                 raise ValueError('imagenet_c_resize (--imagenet-c-resize) applies to ImageNet-C folders '
                                  '(a corruption source), not to on-the-fly corruption')
-            insert_corruption(loader_cfg['dataset'], 'gaussian_noise', 1)  # no loader: a clear error now
+            # no loader, or a multi-channel one: a clear error now
+            insert_corruption(loader_cfg['dataset'], 'gaussian_noise', 1, legacy_bgr=legacy_bgr,
+                              imagenet_c_protocol=imagenet_c_protocol)
             return
         if legacy_bgr:
             raise ValueError('legacy_bgr (--legacy-bgr) applies to on-the-fly corruption only: the images '
@@ -191,6 +303,12 @@ class _CellSource:
                              f'folders (<class>/<image> without annotation file); {self.source} holds copies')
 
     def describe(self) -> str:
+        if self.kind == 'imagenet-c-protocol':
+            decode = ('decoded with PIL without EXIF rotation' if self.loader_name == 'LoadImageFromFile'
+                      else f'decoded by {self.loader_name}')
+            return (f'exact ImageNet-C protocol on the fly: config test set {decode}, Resize(256, bilinear) -> '
+                    f'CenterCrop(224) -> corrupt (RGB, seed {self.seed}) -> JPEG quality 85, then the config test '
+                    'pipeline without its Resize/CenterCrop')
         if self.kind == 'on-the-fly':
             order = 'the BGR array as loaded (mmdet legacy)' if self.legacy_bgr else 'RGB'
             return (f'on-the-fly corruption of the config test set right after {self.loader_name} '
@@ -225,7 +343,8 @@ class _CellSource:
         if severity == 0:
             return cfg
         if self.source is None:
-            cfg['dataset'] = insert_corruption(cfg['dataset'], corruption, severity, self.seed, self.legacy_bgr)
+            cfg['dataset'] = insert_corruption(cfg['dataset'], corruption, severity, self.seed, self.legacy_bgr,
+                                               imagenet_c_protocol=self.protocol)
             return cfg
         folder = self.source / corruption / str(severity)
         ds = cfg['dataset']
@@ -235,7 +354,7 @@ class _CellSource:
             ds['data_prefix'] = '' if isinstance(ds.get('data_prefix', ''), str) else dict(img_path='')
             if 'split' in ds:
                 ds['split'] = ''
-            pipeline = [t for t in ds.get('pipeline') or [] if _type_name(t) not in GEOMETRIC_TRANSFORMS]
+            pipeline = _without_geometry(ds.get('pipeline') or [])
             if self.resize:
                 at = next(i for i, t in enumerate(pipeline) if _is_loader(t)) + 1
                 pipeline[at:at] = copy.deepcopy(EASYROBUST_RESIZE)
@@ -296,10 +415,12 @@ def _check_classes(model, checkpoint: dict, classes: Sequence[str], checkpoint_p
 def _settings(runner, task: str, source: _CellSource, seed: int, legacy_bgr: bool, imagenet_c_resize: bool) -> dict:
     checkpoint = runner.cfg.get('load_from')
     checkpoint = osp.abspath(checkpoint) if checkpoint and osp.exists(checkpoint) else checkpoint
-    return dict(task=task, config=getattr(runner.cfg, 'filename', None), checkpoint=checkpoint,
-                source=source.kind, source_root=None if source.source is None else str(source.source),
-                preprocessing=source.describe(), seed=seed, legacy_bgr=legacy_bgr,
-                imagenet_c_resize=imagenet_c_resize)
+    settings = dict(task=task, config=getattr(runner.cfg, 'filename', None), checkpoint=checkpoint,
+                    source=source.kind, source_root=None if source.source is None else str(source.source),
+                    preprocessing=source.describe(), seed=seed, legacy_bgr=legacy_bgr,
+                    imagenet_c_resize=imagenet_c_resize)
+    settings['source_description'] = source_description(settings)['description']
+    return settings
 
 
 _RESUME_KEYS = ('task', 'checkpoint', 'source', 'source_root', 'seed', 'legacy_bgr', 'imagenet_c_resize')
@@ -336,7 +457,8 @@ def _set_dump_paths(runner, out: Optional[str], cell: str) -> None:
 def run_corruption_benchmark(runner, corruptions: Sequence[str], severities: Sequence[int],
                              work_dir: Union[str, os.PathLike], *, seed: int = 0, source: Optional[str] = None,
                              legacy_bgr: bool = False, imagenet_c_resize: bool = False,
-                             out: Optional[str] = None, check_only: bool = False) -> dict:
+                             imagenet_c_protocol: bool = False, out: Optional[str] = None,
+                             check_only: bool = False) -> dict:
     """Evaluate ``runner``'s checkpoint (``cfg.load_from``) on corrupted copies of its test set.
 
     Args:
@@ -353,10 +475,13 @@ def run_corruption_benchmark(runner, corruptions: Sequence[str], severities: Seq
         legacy_bgr (bool): corrupt the BGR array as mmdet does (on the fly only). Defaults to False.
         imagenet_c_resize (bool): easyrobust's Resize(256) + CenterCrop(224) for released ImageNet-C
             folders. Defaults to False (images as stored, the ImageNet-C protocol).
+        imagenet_c_protocol (bool): corrupt on the fly as ImageNet-C was made (Resize 256,
+            CenterCrop 224, corrupt, JPEG 85; classification). Defaults to False (original resolution).
         out (str, optional): dump each cell's predictions to ``<out stem>_<cell><ext>`` through the
             test evaluator's ``DumpResults`` metrics. Defaults to None.
-        check_only (bool): check every input (names, severities, source folders, the checkpoint
-            against the model and the test set's classes, an earlier record) and return ``{}``
+        check_only (bool): check every input (names, severities, source folders, image sizes and
+            bit depths for corruption at original resolution, the checkpoint against the model and
+            the test set's classes, an earlier record) and return ``{}``
             without evaluating. Defaults to False.
 
     Returns:
@@ -377,7 +502,8 @@ def run_corruption_benchmark(runner, corruptions: Sequence[str], severities: Seq
 
     clean_loader = runner.test_loop.dataloader  # builds the loop: the clean set and the evaluator
     classes = (getattr(clean_loader.dataset, 'metainfo', None) or {}).get('classes') or ()
-    cells_source = _CellSource(loader_cfg, task, classes, work_dir, source, seed, legacy_bgr, imagenet_c_resize)
+    cells_source = _CellSource(loader_cfg, task, classes, work_dir, source, seed, legacy_bgr, imagenet_c_resize,
+                               imagenet_c_protocol)
     cells = [(CLEAN, 0)] + [(c, s) for c in corruptions for s in positive]
     problems = [p for p in (cells_source.check(c, s) for c, s in cells[1:]) if p]
     if problems:
@@ -386,8 +512,11 @@ def run_corruption_benchmark(runner, corruptions: Sequence[str], severities: Seq
     if cells_source.kind == 'imagenet-c':  # scan every folder now: bad layouts fail before evaluation
         for c, s in cells[1:]:
             cells_source.loader(c, s)
+    if cells_source.kind == 'on-the-fly' and positive:  # too small or 16-bit images fail now, not after hours
+        _check_images(clean_loader.dataset, _loader_cfg(loader_cfg['dataset']), 'at their original resolution')
 
     settings = _settings(runner, task, cells_source, seed, legacy_bgr, imagenet_c_resize)
+    settings['imagenet_c_protocol'] = imagenet_c_protocol
     json_path = work_dir / RESULT_FILE
     record = _load_previous(json_path, settings)
     done = {(c, s) for c, s in cells if str(s) in record['results'].get(c, {})}

@@ -5,11 +5,13 @@ published protocol (``tools/test.py CONFIG CKPT --ood ...`` calls it):
 
 - the images are read by the benchmark's dataset class (``mmdat.datasets.imagenet_variants``),
   which applies the benchmark's folder -> label rule (ImageNetV2: ``int(folder)``);
-- the pipeline is ``LoadImageFromFile`` -> short side 256 (bicubic, Pillow) -> centre crop 224 ->
+- the pipeline is ``LoadImageFromFile`` decoding with PIL without EXIF rotation (as the references'
+  ``Image.open(...).convert('RGB')``) -> short side 256 (bicubic, Pillow) -> centre crop 224 ->
   ``PackInputs`` for every benchmark (:data:`OOD_TEST_PIPELINE`), whatever the config's own test
   pipeline; the model's data preprocessor (mean/std, BGR->RGB) applies as in any test;
-- ImageNet-R/A are scored by ``SubsetAccuracy`` (1000-way scores restricted to the 200 classes
-  before the arg-max), the others by plain 1000-way ``Accuracy``; top-1 and top-5 are reported.
+- ImageNet-R/A are scored by ``SubsetAccuracy`` (the arg-max of the 1000-way logits restricted to
+  the 200 classes; :func:`~mmdat.evaluation.metrics.subset_accuracy.keep_classifier_logits` keeps
+  the logits), the others by plain 1000-way ``Accuracy``; top-1 and top-5 are reported.
 
 Batch size, workers and sampler come from the config's ``test_dataloader``. Every input problem
 (unknown benchmark, missing folder, wrong class folders, a detector / segmentor, a head without
@@ -17,6 +19,7 @@ Batch size, workers and sampler come from the config's ``test_dataloader``. Ever
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -31,20 +34,22 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, TestLoop
 
+from mmdat.evaluation.metrics.subset_accuracy import keep_classifier_logits
 from mmdat.registry import DATASETS
 
 __all__ = ['OODBenchmark', 'OOD_BENCHMARKS', 'OOD_TEST_PIPELINE', 'OOD_TOPK', 'evaluate_ood',
            'ood_markdown_table']
 
 # easyrobust's benchmark.py transform for DAT's published numbers (crop_pct 0.875, --interpolation 3 =
-# bicubic); hendrycks' ImageNet-R/A code uses the same Resize(256) + CenterCrop(224).
+# bicubic); hendrycks' ImageNet-R/A code uses the same Resize(256) + CenterCrop(224). Both read the images
+# with torchvision's ImageFolder loader, PIL's convert('RGB') without EXIF rotation: so does mmdat.
 OOD_TEST_PIPELINE: tuple[dict, ...] = (
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', imdecode_backend='pillow', color_type='color_ignore_orientation'),
     dict(type='ResizeEdge', scale=256, edge='short', backend='pillow', interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),
     dict(type='PackInputs'),
 )
-OOD_PREPROCESSING = 'short side 256 (bicubic) + centre crop 224'
+OOD_PREPROCESSING = 'PIL decoding without EXIF rotation, short side 256 (bicubic) + centre crop 224'
 OOD_TOPK = (1, 5)
 OOD_NUM_CLASSES = 1000  # every benchmark needs an ImageNet-1k classifier
 
@@ -258,7 +263,8 @@ def evaluate_ood(runner: Runner,
                 # benchmark's loop stands in for the config's own, which is never built here
                 runner._test_loop = loop
                 try:
-                    metrics = {k: float(v) for k, v in loop.run().items()}
+                    with keep_classifier_logits(runner.model) if bench.subset else contextlib.nullcontext():
+                        metrics = {k: float(v) for k, v in loop.run().items()}
                 finally:
                     runner._test_loop = own_test_loop
                 results[name] = metrics

@@ -1,7 +1,8 @@
 """Corrupted copies of a dataset on disk, for evaluating many checkpoints without re-corrupting.
 
 ``make_corrupted_copy(cfg, out_root, ...)`` writes ``<out_root>/<corruption>/<severity>/`` as a
-mirror of the test set's data root: every image of the test set corrupted exactly as
+mirror of the test set's data root: every image of the test set decoded by the config's own
+image-loading transform (its backend, colour type, ...), then corrupted exactly as
 :class:`~mmdat.datasets.transforms.ImageCorruption` does it on the fly (same dataset index, same
 seed, hence the same pixels up to the file format's compression), and the annotation files the
 dataset reads (its ``ann_file``, segmentation maps) linked or copied unchanged. ``tools/test.py
@@ -22,27 +23,41 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+import numpy as np
 from mmengine.config import Config
 from mmengine.logging import print_log
 
 from mmdat.datasets.transforms.corruption import ImageCorruption, resolve_corruptions
+from .corruption import _loader_cfg, find_unfit_images, insert_corruption
 
 __all__ = ['make_corrupted_copy', 'MARKER']
 
 MARKER = '.mmdat_corrupted.json'
 
 
+_LOADER = None  # the config's image-loading transform, built before the workers fork
+
+
 def _build_dataset(cfg: Config, split: str):
-    from mmengine.registry import DATASETS, init_default_scope
+    """(the dataset without its pipeline, its image-loading transform built as the config says)."""
+    from mmengine.registry import DATASETS, TRANSFORMS, init_default_scope
     key = f'{split}_dataloader'
     if not cfg.get(key):
         raise ValueError(f'the config has no {key}')
     if cfg.get('default_scope'):
         init_default_scope(cfg.default_scope)
-    dataset_cfg = dict(cfg[key]['dataset'], pipeline=[])
     if 'pipeline' not in cfg[key]['dataset']:
         raise ValueError(f'{key}.dataset has no pipeline: dataset wrappers are not supported here')
-    return DATASETS.build(dataset_cfg)
+    dataset_cfg = cfg[key]['dataset']
+    dataset_cfg = dataset_cfg.to_dict() if hasattr(dataset_cfg, 'to_dict') else dict(dataset_cfg)
+    insert_corruption(dataset_cfg, 'gaussian_noise', 1)  # no loader, or a multi-channel one: refused here
+    loader_cfg = _loader_cfg(dataset_cfg)
+    if cfg.get('default_scope'):
+        loader = TRANSFORMS.build(loader_cfg)
+    else:
+        from mmcv.transforms import TRANSFORMS as MMCV_TRANSFORMS
+        loader = MMCV_TRANSFORMS.build(loader_cfg)
+    return DATASETS.build(dict(dataset_cfg, pipeline=[])), loader, loader_cfg
 
 
 def _inside(path: str, root: str) -> Optional[str]:
@@ -61,17 +76,18 @@ def _link_or_copy(src: str, dst: Path) -> None:
 
 
 def _corrupt_one(job: tuple) -> None:
-    """Worker: read (as LoadImageFromFile does: cv2, BGR), corrupt, write atomically."""
+    """Worker: read with the config's loader (as the pipeline does), corrupt, write atomically."""
     import cv2
     import mmcv
     index, src, dst, corruption, severity, seed, legacy_bgr, jpeg_quality = job
     if osp.exists(dst):
         return
-    img = mmcv.imread(src, flag='color', channel_order='bgr')
-    if img is None:
+    loaded = _LOADER(dict(img_path=src))
+    if loaded is None or loaded.get('img') is None:
         raise ValueError(f'cannot read image {src}')
     out = ImageCorruption(corruption, severity, seed=seed, legacy_bgr=legacy_bgr)(
-        dict(img=img, sample_idx=index))['img']
+        dict(img=loaded['img'], sample_idx=index))['img']
+    out = out.astype(np.uint8)  # exact: ImageCorruption accepts float images only when they hold 0..255 integers
     ext = osp.splitext(dst)[1].lower()
     params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if ext in ('.jpg', '.jpeg') else None
     tmp = f'{osp.dirname(dst)}/.{os.getpid()}.{osp.basename(dst)}'  # same extension: cv2 picks the codec
@@ -110,7 +126,8 @@ def make_corrupted_copy(cfg: Union[Config, str], out_root: Union[str, os.PathLik
         raise ValueError(f'jpeg_quality must be in 1..100, got {jpeg_quality}')
     corruptions = resolve_corruptions(corruptions)
     cfg = Config.fromfile(cfg) if isinstance(cfg, (str, os.PathLike)) else cfg
-    dataset = _build_dataset(cfg, split)
+    global _LOADER
+    dataset, _LOADER, loader_cfg = _build_dataset(cfg, split)
     data_root = getattr(dataset, 'data_root', None) or cfg[f'{split}_dataloader']['dataset'].get('data_root')
     if not data_root:
         raise ValueError('the dataset has no data_root: the copy mirrors the data root')
@@ -132,6 +149,11 @@ def make_corrupted_copy(cfg: Union[Config, str], out_root: Union[str, os.PathLik
         print_log(f'make_corrupted: {len(outside)} annotation file(s) outside the data root are read '
                   f'from their place (e.g. {outside[0]})', logger='current')
     extras = sorted(p for p in extras if p not in outside)
+
+    problems, _ = find_unfit_images(dataset, loader_cfg)
+    if problems:
+        raise ValueError(f'{len(problems)} image(s) cannot be corrupted at their original resolution: '
+                         + '; '.join(problems[:10]) + (' ...' if len(problems) > 10 else ''))
 
     start, written = time.perf_counter(), 0
     out_root = Path(out_root)
@@ -159,7 +181,8 @@ def make_corrupted_copy(cfg: Union[Config, str], out_root: Union[str, os.PathLik
                     _link_or_copy(path, folder / _inside(path, data_root))
                 (folder / MARKER).write_text(json.dumps(dict(
                     corruption=corruption, severity=severity, seed=seed, legacy_bgr=legacy_bgr,
-                    jpeg_quality=jpeg_quality, images=len(images), source=str(osp.abspath(data_root)))))
+                    loader=loader_cfg, jpeg_quality=jpeg_quality, images=len(images),
+                    source=str(osp.abspath(data_root)))))
                 written += len(todo)
                 print_log(f'make_corrupted: {folder} ({len(todo)} new of {len(images)} images, '
                           f'{time.perf_counter() - t0:.1f} s)', logger='current')

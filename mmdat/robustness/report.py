@@ -7,6 +7,11 @@ A record is what :func:`mmdat.robustness.run_corruption_benchmark` writes::
 
 The summary is always recomputed from ``results``, so a record of a run that was killed midway
 reports exactly the cells that finished.
+
+Every table and summary names the source of its numbers (:func:`source_description`). A mean
+corruption error is called ``mCE`` only when it is comparable with published ImageNet-C mCEs: all
+15 corruptions x 5 severities, from the released ImageNet-C files or the exact on-the-fly protocol;
+otherwise the summary holds it as ``mean_CE`` with a label (``mCE_label``) that says why it is not.
 """
 from __future__ import annotations
 
@@ -19,8 +24,8 @@ from typing import Optional, Sequence, Union
 from mmdat.datasets.transforms.corruption import BENCHMARK_CORRUPTIONS, CORRUPTIONS
 from mmdat.evaluation.robustness import SEVERITIES, headline_metrics, summarize_metric
 
-__all__ = ['RESULT_FILE', 'atomic_write_json', 'load_record', 'summarize_record', 'markdown_table',
-           'plot_record', 'write_report', 'compare_markdown', 'plot_comparison']
+__all__ = ['RESULT_FILE', 'atomic_write_json', 'load_record', 'source_description', 'summarize_record',
+           'markdown_table', 'plot_record', 'write_report', 'compare_markdown', 'plot_comparison']
 
 RESULT_FILE = 'robustness.json'
 CLEAN = 'clean'
@@ -51,6 +56,51 @@ def load_record(path: PathLike) -> dict:
     return record
 
 
+# What each source of cells is, and whether its mean CE can be compared with published mCEs
+_SOURCES = {
+    'imagenet-c': ('released ImageNet-C files, as stored (224x224, no Resize/CenterCrop)', True,
+                   'the released ImageNet-C'),
+    'imagenet-c-resized': ("released ImageNet-C files through easyrobust's Resize(256, bicubic) + CenterCrop(224), "
+                           "as DAT's published mCE", True, "easyrobust's / DAT's evaluation of the released files"),
+    'imagenet-c-protocol': ('exact ImageNet-C protocol on the fly (Resize 256 -> CenterCrop 224 -> corrupt -> JPEG 85; '
+                            "imagecorruptions differs from Hendrycks' code in a few corruptions, docs/robustness.md)",
+                            True, 'the ImageNet-C protocol on the fly'),
+    'on-the-fly': ('on-the-fly corruption at the original resolution, before the test pipeline resizes (not '
+                   'the ImageNet-C protocol)', False, 'corruption at original resolution'),
+    'copy': ('copies written by make_corrupted.py (corruption at the original resolution, not the ImageNet-C '
+             'protocol)', False, 'make_corrupted.py copies at original resolution'),
+}
+
+
+def source_description(settings: dict) -> dict:
+    """Where a record's numbers come from: ``kind``, ``description`` and ``mce_comparable``.
+
+    ``mce_comparable``: a complete mean CE from this source can be called mCE (released ImageNet-C
+    files, as stored or resized as DAT did, or the exact on-the-fly protocol); corruption at the
+    original resolution and copies of it cannot.
+    """
+    kind = settings.get('source') or 'on-the-fly'
+    if kind == 'imagenet-c' and settings.get('imagenet_c_resize'):
+        kind = 'imagenet-c-resized'
+    description, comparable, short = _SOURCES.get(kind, (f'unknown source {kind!r}', False, f'source {kind!r}'))
+    if settings.get('legacy_bgr'):
+        description += '; BGR array corrupted as mmdet does'
+    return dict(kind=kind, description=description, short=short, mce_comparable=comparable)
+
+
+def _mce_labels(source: dict, count: int) -> tuple[bool, str, str]:
+    """(is it an mCE?, label of the mean CE, label of the relative mean CE), by source and count."""
+    total = len(BENCHMARK_CORRUPTIONS)
+    if source['mce_comparable'] and count == total:
+        return True, 'mCE', 'relative mCE'
+    why = [] if count == total else [f'{count} of {total} corruptions']
+    if not source['mce_comparable']:
+        why.append(source['short'])
+    why = ', '.join(why)
+    return (False, f'mean CE ({why}; not comparable with published mCE)',
+            f'relative mean CE ({why}; not comparable with published relative mCE)')
+
+
 def _ordered(corruptions) -> list[str]:
     known = [c for c in CORRUPTIONS if c in corruptions]
     return known + sorted(c for c in corruptions if c not in CORRUPTIONS)
@@ -66,12 +116,26 @@ def summarize_record(record: dict) -> dict:
         keys += [k for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
                  and k not in keys]
     task = record.get('settings', {}).get('task')
+    source = source_description(record.get('settings', {}))
     summary = {}
     for key in headline_metrics(keys):
         cells = {c: {int(s): m[key] for s, m in row.items() if key in m}
                  for c, row in results.items() if c != CLEAN}
-        summary[key] = summarize_metric(key, cells, clean.get(key),
-                                        classification=task == 'classification' and key.endswith('top1'))
+        s = summarize_metric(key, cells, clean.get(key),
+                             classification=task == 'classification' and key.endswith('top1'))
+        s['source'] = source['description']
+        if 'mCE' in s:  # an mCE by name only where it is one: complete and from a comparable source
+            mean, count = s.pop('mCE'), s.pop('mCE_corruptions')
+            relative, relative_count = s.pop('relative_mCE', None), s.pop('relative_mCE_corruptions', 0)
+            is_mce, label, relative_label = _mce_labels(source, count)
+            s.update(mean_CE=mean, mean_CE_corruptions=count, mCE_label=label, mCE_comparable=is_mce,
+                     relative_mean_CE=relative, relative_mean_CE_corruptions=relative_count,
+                     relative_mCE_label=_mce_labels(source, relative_count)[2])
+            if is_mce:
+                s['mCE'] = mean
+            if _mce_labels(source, relative_count)[0] and relative is not None:
+                s['relative_mCE'] = relative
+        summary[key] = s
     return summary
 
 
@@ -87,16 +151,16 @@ def _aggregate_line(s: dict) -> str:
     if 'pc_all' in s:
         parts.append(f'mPC over all {s["pc_all"]["cells"]} cells {_fmt(s["pc_all"]["mPC"])} '
                      f'(rPC {_fmt(s["pc_all"]["rPC"], 1)} %)')
-    if 'mCE' in s:
-        n = s['mCE_corruptions']
-        if n == len(BENCHMARK_CORRUPTIONS):
-            parts.append(f'mCE **{_fmt(s["mCE"])}**')
-        elif n:
-            parts.append(f'mCE over {n} of 15 corruptions {_fmt(s["mCE"])} (not the published mCE)')
+    if 'mCE_label' in s:
+        n, total = s['mean_CE_corruptions'], len(BENCHMARK_CORRUPTIONS)
+        if n:
+            value = f'**{_fmt(s["mean_CE"])}**' if s['mCE_comparable'] else _fmt(s['mean_CE'])
+            parts.append(f'{s["mCE_label"]} {value} ({n}/{total})')
         else:
             parts.append('mCE – (needs severities 1-5 of benchmark corruptions)')
-        if s.get('relative_mCE') is not None:
-            parts.append(f'relative mCE {_fmt(s["relative_mCE"])} (AlexNet clean error 43.48 %, to verify)')
+        if s.get('relative_mean_CE') is not None:
+            parts.append(f'{s["relative_mCE_label"]} {_fmt(s["relative_mean_CE"])} '
+                         f'({s["relative_mean_CE_corruptions"]}/{total}; AlexNet clean error 43.48 %, to verify)')
     if not pc['complete'] and pc['cells']:
         parts.append('partial: only the cells that ran are averaged')
     return ' · '.join(parts)
@@ -111,6 +175,7 @@ def markdown_table(record: dict, summary: Optional[dict] = None) -> str:
         lines.append(f'{settings.get("task", "?")} · checkpoint `{settings.get("checkpoint")}` · '
                      f'{settings.get("preprocessing", "")}')
         lines.append('')
+    lines += [f'Source of the numbers: {source_description(settings)["description"]}.', '']
     for key, s in summary.items():
         severities = sorted({sev for row in s['rows'].values() for sev in row})
         ce = 'CE' in s
@@ -182,7 +247,8 @@ def _common_metrics(summaries: Sequence[dict]) -> list[str]:
 def compare_markdown(records: Sequence[dict], names: Sequence[str]) -> str:
     """Several records side by side: per-corruption means and aggregates, one column per model."""
     summaries = [summarize_record(r) for r in records]
-    lines = [f'{n}: {r.get("settings", {}).get("preprocessing", "")}' for n, r in zip(names, records)]
+    lines = [f'{n}: {source_description(r.get("settings", {}))["description"]}; '
+             f'{r.get("settings", {}).get("preprocessing", "")}' for n, r in zip(names, records)]
     lines.append('')
     for key in _common_metrics(summaries):
         ss = [s[key] for s in summaries]
@@ -196,10 +262,15 @@ def compare_markdown(records: Sequence[dict], names: Sequence[str]) -> str:
         lines.append('| **mPC** | ' + ' | '.join(f'{_fmt(s["pc"]["mPC"])} ({s["pc"]["cells"]} cells)'
                                                 for s in ss) + ' |')
         lines.append('| **rPC (%)** | ' + ' | '.join(_fmt(s['pc']['rPC'], 1) for s in ss) + ' |')
-        if all('mCE' in s for s in ss):
-            lines.append('| **mCE** | ' + ' | '.join(f'{_fmt(s["mCE"])} ({s["mCE_corruptions"]}/15)'
-                                                    for s in ss) + ' |')
-            lines.append('| **relative mCE** | ' + ' | '.join(_fmt(s.get('relative_mCE')) for s in ss) + ' |')
+        if all('mCE_label' in s for s in ss):
+            total = len(BENCHMARK_CORRUPTIONS)
+            for value, count, label, name in (('mean_CE', 'mean_CE_corruptions', 'mCE_label', 'mCE'),
+                                              ('relative_mean_CE', 'relative_mean_CE_corruptions',
+                                               'relative_mCE_label', 'relative mCE')):
+                labels = {s[label] for s in ss}
+                head = f'**{name}**' if labels == {name} else f'**{" / ".join(sorted(labels))}**'
+                lines.append(f'| {head} | ' + ' | '.join(f'{_fmt(s.get(value))} ({s[count]}/{total})'
+                                                         for s in ss) + ' |')
         if any(len({tuple(sorted(s['rows'].get(c, {}))) for s in ss}) > 1
                for c in {c for s in ss for c in s['rows']}):
             lines.append('\n\\* the models ran different severities of this corruption')

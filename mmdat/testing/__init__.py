@@ -5,7 +5,9 @@ Tools and configs are read from the source checkout mmdat is installed from (edi
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import os
 import socket
 import subprocess
@@ -31,6 +33,32 @@ def sgd(model: torch.nn.Module, lr: float = 0.01) -> OptimWrapper:
     return OptimWrapper(torch.optim.SGD(model.parameters(), lr=lr))
 
 
+class IdentityQuantizer:
+    """Q = identity with the VQGAN's ``encode``/``decode`` interface: x_adv = x', so a test (or a
+    timing) sees the attack's step itself."""
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return images.clone()
+
+    def decode(self, codes: torch.Tensor, size=None) -> torch.Tensor:
+        return codes.clone()
+
+
+class CPUAutocastOptimWrapper(OptimWrapper):
+    """An ``OptimWrapper`` whose ``optim_context`` enters ``torch.autocast('cpu', dtype)``, as
+    mmengine's ``AmpOptimWrapper`` does on a GPU (which it requires): ``train_step`` then runs the
+    data preprocessor, and so DAT, under mixed precision on a CPU."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, dtype: torch.dtype = torch.bfloat16) -> None:
+        super().__init__(optimizer)
+        self.cast_dtype = dtype
+
+    @contextlib.contextmanager
+    def optim_context(self, model: torch.nn.Module):
+        with super().optim_context(model), torch.autocast('cpu', dtype=self.cast_dtype):
+            yield
+
+
 def attach_tiny_vqgan(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Wire a random tiny VQGAN into ``model``'s DAT preprocessor, as DATHook does; returns it."""
     from mmdat.models import VQGAN
@@ -52,6 +80,22 @@ def record_loss_calls(model: torch.nn.Module) -> list[dict]:
 
     model.loss = loss
     return calls
+
+
+@contextlib.contextmanager
+def logged_messages(level: int = logging.WARNING):
+    """The messages of ``level`` and above that ``print_log(..., logger='current')`` emits inside the
+    block (mmengine's logger does not propagate to the root logger, so pytest's caplog misses them)."""
+    from mmengine.logging import MMLogger
+    messages: list[str] = []
+    handler = logging.Handler(level)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
 
 
 def write_config(directory: os.PathLike, name: str, body: str) -> str:

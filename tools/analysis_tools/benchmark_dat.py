@@ -13,6 +13,7 @@ CUDA every size, bf16/fp16, torch.compile and ResNet-50 / ViT-B/16 steps. Exampl
     python tools/analysis_tools/benchmark_dat.py --sections step --models resnet50 \
         --step-vqgan openimages-f8-16384 --step-size 224 --step-batch 2
     python tools/analysis_tools/benchmark_dat.py --sections vqgan --sizes 800x1344 --variants default
+    python tools/analysis_tools/benchmark_dat.py --sections amp --threads 1   # the attack under AMP
     python tools/analysis_tools/benchmark_dat.py --quick      # smoke test, seconds
 """
 import argparse
@@ -27,7 +28,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--quick', action='store_true', help='tiny VQGAN and sizes: a smoke test')
-    p.add_argument('--sections', nargs='+', choices=['vqgan', 'step', 'flops'], help='default: all')
+    p.add_argument('--sections', nargs='+', choices=['vqgan', 'step', 'amp', 'flops'],
+                   help="default: vqgan step flops ('amp': the attack under mixed precision)")
+    p.add_argument('--amp-dtypes', nargs='+', choices=['bf16', 'fp16'], help='autocast dtypes of the amp section')
     p.add_argument('--vqgan', help="VQGAN of the vqgan/flops sections: a preset (random weights) or 'tiny'")
     p.add_argument('--sizes', nargs='+', type=parse_size, help="vqgan section sizes, e.g. 224 512 800x1344")
     p.add_argument('--batch', type=int, help='vqgan section images per call (sizes above 512 px: --chunk-size)')
@@ -62,7 +65,7 @@ def main(argv=None) -> int:
                       ('chunk_size', 'chunk_size'), ('variants', 'variants'), ('models', 'models'),
                       ('reference_code', 'reference_code'), ('step_trunk_dtype', 'step_trunk_dtypes'),
                       ('step_vqgan', 'step_vqgan'), ('step_size', 'step_size'), ('step_batch', 'step_batch'),
-                      ('warmup', 'warmup'), ('repeats', 'repeats')):
+                      ('warmup', 'warmup'), ('repeats', 'repeats'), ('amp_dtypes', 'amp_dtypes')):
         if getattr(args, key) is not None:
             setattr(settings, attr, getattr(args, key))
     if args.no_compile:

@@ -10,7 +10,8 @@ One PNG per image is written to DIR, three panels side by side, each cropped to 
 (unpadded) region, with the annotations drawn on all three: ground-truth boxes (and instance masks)
 for detection, the ground-truth label map blended in for segmentation, the class name for
 classification. ``--num`` counts images: training batches are drawn until N images are written.
-``DIR/index.json`` lists the files with the per-batch DAT statistics.
+``DIR/index.json`` lists the files with each image's DAT statistics (``images``) and the
+batch-level ones once per batch (``batches``).
 
 The VQGAN is the one of the config's ``DATHook``; ``--vqgan-checkpoint`` replaces its checkpoint
 (e.g. a local copy of the published weights). ``--checkpoint`` loads trained model weights (by
@@ -53,7 +54,7 @@ def main() -> None:
     index = visualize_dat(load_config(args), args.num, args.out, checkpoint=args.checkpoint,
                           vqgan_checkpoint=args.vqgan_checkpoint, seed=args.seed, scale=args.scale,
                           device=args.device)
-    print(f'Wrote {len(index)} DAT triplets (clean | reconstruction | adversarial) to {args.out}')
+    print(f'Wrote {len(index["images"])} DAT triplets (clean | reconstruction | adversarial) to {args.out}')
 
 
 if __name__ == '__main__':

@@ -1,10 +1,10 @@
-"""Convert a trusted taming-transformers / latent-diffusion VQGAN checkpoint to a safe state dict.
+"""Strip a taming-transformers / latent-diffusion VQGAN checkpoint down to the VQGAN's weights.
 
-Lightning checkpoints pickle Python objects (hyper-parameters, callbacks), which mmdat refuses
-to unpickle. This one-off tool loads such a file with ``weights_only=False`` -- which executes
-pickle code, so use it ONLY on files from a source you trust -- keeps the VQGAN weights
-(encoder., decoder., quantize., quant_conv., post_quant_conv.) and saves ``{'state_dict': ...}``
-with plain tensors, loadable with ``torch.load(weights_only=True)``.
+Not needed to use a published checkpoint: ``VQGAN(checkpoint=...)`` loads Lightning files (and
+latent-diffusion zips) directly. This tool reads the file the same safe way (mmdat's restricted
+unpickler: nothing from the file is imported or run), keeps the VQGAN weights (encoder., decoder.,
+quantize., quant_conv., post_quant_conv.), optionally checks them against a preset and saves
+``{'state_dict': ...}`` with plain tensors, a smaller file that ``torch.load(weights_only=True)`` reads.
 
 Example:
     python tools/model_converters/vqgan_to_state_dict.py last.ckpt vqgan_f16_16384.pth --preset imagenet-f16-16384
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from mmdat.models.vqgan_checkpoint import extract_state_dict, resolve_checkpoint_path
+from mmdat.models.vqgan_checkpoint import VQGANCheckpointError, load_vqgan_state_dict
 
 KEEP_PREFIXES = ('encoder.', 'decoder.', 'quantize.', 'quant_conv.', 'post_quant_conv.')
 
@@ -36,16 +36,16 @@ def check_against_preset(state: dict[str, torch.Tensor], preset: str) -> list[st
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src', help='trusted Lightning checkpoint (.ckpt, or a latent-diffusion .zip)')
+    parser.add_argument('src', help='Lightning checkpoint (.ckpt, or a latent-diffusion .zip), path or URL')
     parser.add_argument('dst', help='output file, e.g. vqgan.pth')
     parser.add_argument('--preset', help='verify keys/shapes against this mmdat VQGAN preset')
     args = parser.parse_args()
 
-    src = resolve_checkpoint_path(args.src)
-    print(f'WARNING: loading {src} with weights_only=False executes pickled code; '
-          'only do this with checkpoints from a trusted source.', file=sys.stderr)
-    checkpoint = torch.load(src, map_location='cpu', weights_only=False)
-    state = extract_state_dict(checkpoint, src)
+    try:
+        state = load_vqgan_state_dict(args.src)
+    except VQGANCheckpointError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
     kept = {k: v.detach().clone().contiguous() for k, v in state.items() if k.startswith(KEEP_PREFIXES)}
     print(f'{len(state)} tensors in the state dict (loss.* excluded), kept {len(kept)}, '
           f'dropped {len(state) - len(kept)}')

@@ -21,8 +21,8 @@ dat = dict(
 
 # The VQGAN DAT uses: OpenImages f8, 16384 codes (latent-diffusion `vq-f8`, re-hosted by easyrobust).
 # checkpoint='default' downloads the published file once into ~/.cache/mmdat/checkpoints; set a local
-# path on machines without internet. Lightning checkpoints that hold pickled objects are refused
-# with a pointer to tools/model_converters/vqgan_to_state_dict.py.
+# path on machines without internet. The published Lightning checkpoints (.ckpt, or latent-diffusion's
+# vq-f8.zip) load directly: only their state dict's tensors are kept, nothing else is imported or run.
 dat_vqgan = dict(type='VQGAN', preset='openimages-f8-16384', checkpoint='default')
 
 dat_hook = dict(type='DATHook', vqgan=dat_vqgan, warmup_iters=0, vis_interval=0)

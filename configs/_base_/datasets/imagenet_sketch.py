@@ -3,7 +3,8 @@
 # data_prefix='sketch'):
 #   data/imagenet-sketch/<wnid>/*.JPEG  exactly the 1000 ImageNet-1k wnids
 # Labels: ImageNet-1k class index of the wnid (0..999). Metric: plain 1000-way top-1 / top-5.
-# Preprocessing: short side 256 (bicubic, Pillow) + centre crop 224: the transform of easyrobust's
+# Preprocessing: PIL decoding without EXIF rotation (as the references' ImageFolder loader), then
+# short side 256 (bicubic, Pillow) + centre crop 224: the transform of easyrobust's
 # benchmarks/benchmark.py (crop_pct 0.875, --interpolation 3) with which DAT's published numbers were
 # measured; hendrycks' reference evaluation uses Resize(256) + CenterCrop(224) as well.
 # Use: evaluate a checkpoint without any config edit with

@@ -5,7 +5,8 @@
 # Labels: int(folder). A string sort of the folder names (ImageFolder / CustomDataset) would put folder 10
 # at position 2 and mislabel 990 classes (modestyachts/ImageNetV2 issues 4 and 10); ImageNetV2 never does.
 # Metric: plain 1000-way top-1 / top-5.
-# Preprocessing: short side 256 (bicubic, Pillow) + centre crop 224: the transform of easyrobust's
+# Preprocessing: PIL decoding without EXIF rotation (as the references' ImageFolder loader), then
+# short side 256 (bicubic, Pillow) + centre crop 224: the transform of easyrobust's
 # benchmarks/benchmark.py (crop_pct 0.875, --interpolation 3) with which DAT's published numbers were
 # measured; hendrycks' reference evaluation uses Resize(256) + CenterCrop(224) as well.
 # Use: evaluate a checkpoint without any config edit with

@@ -1,7 +1,9 @@
 """DATHook: owns the frozen VQGAN and hands DAT its per-iteration settings."""
 from __future__ import annotations
 
+import logging
 import os
+from dataclasses import asdict
 from typing import Optional
 
 from mmengine.hooks import Hook, LoggerHook
@@ -13,6 +15,9 @@ from mmdat.models.data_preprocessors import DATPreprocessorMixin
 from mmdat.models.vqgan_checkpoint import is_checkpoint_url
 from mmdat.registry import HOOKS, MODELS
 from mmdat.utils.visualization import dat_triplet_grid
+
+#: the MessageHub runtime-info key under which the run's DAT totals are kept (and checkpointed)
+COUNTERS_KEY = 'dat_counters'
 
 
 @HOOKS.register_module()
@@ -26,7 +31,10 @@ class DATHook(Hook):
     * ``before_train_iter``: hands the iteration's :class:`~mmdat.dat.DATIterationSettings` (warm-up
       strength, statistics, examples) from :class:`~mmdat.dat.DATSchedule` to the preprocessor.
     * ``after_train_iter``: takes the iteration's report (which fails if the adversarial losses never
-      reached the model's loss) and sends example triplets to the runner's visualizer.
+      reached the model's loss), sends example triplets to the runner's visualizer and keeps the run's
+      DAT totals (:class:`DATCounters`: skipped iterations, images with a zero input gradient) in the
+      runner's ``MessageHub`` runtime information, which checkpoints save; ``before_train`` restores
+      them when a run resumes.
 
     Args:
         vqgan (dict): config of the VQGAN, e.g. ``dict(type='VQGAN', preset='openimages-f8-16384',
@@ -36,7 +44,7 @@ class DATHook(Hook):
         stats_interval (int, optional): log DAT statistics (perturbation norms, visual words changed,
             PSNR, attack start loss) every this many iterations; None = the LoggerHook's interval.
         vis_interval (int): send example triplets to the visualizer every this many iterations
-            (0 = off). Defaults to 0.
+            and at the last iteration (0 = off). Defaults to 0.
         vis_max_images (int): images per visualised batch. Defaults to 2.
     """
 
@@ -79,11 +87,16 @@ class DATHook(Hook):
         vqgan.requires_grad_(False).eval()
         seed = runner.seed if isinstance(getattr(runner, 'seed', None), int) else 0
         pre.attach_dat(model, vqgan, seed=seed)
+        saved = runner.message_hub.get_info(COUNTERS_KEY)
+        if saved:
+            pre.restore_dat_counters(saved)
+            print_log(f'DAT: continuing the totals of the resumed run: {saved}', logger='current')
         stats_interval = self.stats_interval
         if stats_interval is None:
             loggers = [h for h in runner.hooks if isinstance(h, LoggerHook)]
             stats_interval = loggers[0].interval if loggers else 50
-        self.schedule = DATSchedule(self.warmup_iters, stats_interval or 0, self.vis_interval)
+        self.schedule = DATSchedule(self.warmup_iters, stats_interval or 0, self.vis_interval,
+                                    max_iters=int(runner.max_iters or 0))
         attack = pre.dat_attack
         n_params = sum(p.numel() for p in vqgan.parameters())
         print_log(f'DAT: VQGAN with {n_params / 1e6:.1f}M parameters on {device}; eps '
@@ -96,12 +109,18 @@ class DATHook(Hook):
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         report = self._pre.end_dat_iteration()
+        runner.message_hub.update_info(COUNTERS_KEY, asdict(self._pre.dat_counters))
         if report.examples is not None:
             grid = dat_triplet_grid(report.examples, self.vis_max_images)
             runner.visualizer.add_image('dat_examples', grid, step=runner.iter + 1)
 
     def after_train(self, runner) -> None:
-        skipped = self._pre.last_dat_report.skipped_total
-        if skipped:
-            print_log(f'DAT: the adversarial half was skipped in {skipped} iterations '
-                      '(non-finite attack loss or gradient)', logger='current', level=30)
+        counters = self._pre.dat_counters
+        if counters.skipped:
+            print_log(f'DAT: the adversarial half was skipped in {counters.skipped} iterations '
+                      '(non-finite attack loss, gradient or adversarial loss on some rank)',
+                      logger='current', level=logging.WARNING)
+        if counters.zero_gradient_images:
+            print_log(f"DAT: {counters.zero_gradient_images} images (this rank's) got no adversarial "
+                      'step: their input gradient was exactly zero', logger='current',
+                      level=logging.WARNING)

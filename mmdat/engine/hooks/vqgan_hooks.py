@@ -97,7 +97,9 @@ class VQGANExportHook(Hook):
     """After training, save the VQGAN alone (no ``loss.*``) in mmdat's shipped format, with meta
     data: the architecture, iterations, training time and the last validation metrics.
 
-    The file is loaded back through ``VQGAN(**config, checkpoint=...)`` as a check.
+    The file is loaded back through ``VQGAN(**config, checkpoint=...)`` as a check. It is never
+    written inside the installed mmdat package (checked before training starts): replacing the
+    shipped tiny VQGAN is the explicit step ``tools/model_converters/install_tiny_vqgan.py``.
 
     Args:
         out_file (str): output path; relative paths are inside the work dir. Defaults to 'vqgan.pth'.
@@ -112,7 +114,22 @@ class VQGANExportHook(Hook):
         self.metrics: dict = {}
         self.start = time.time()
 
+    def output_path(self, work_dir) -> Path:
+        """Where the VQGAN goes; ValueError if that is inside the mmdat package."""
+        path = Path(self.out_file).expanduser()
+        if not path.is_absolute():
+            path = Path(work_dir) / path
+        path = path.resolve()
+        package = Path(__file__).resolve().parents[2]
+        if path.is_relative_to(package):
+            raise ValueError(
+                f'VQGANExportHook: out_file {path} is inside the mmdat package ({package}); training '
+                'never writes there. Export into the work dir (a relative out_file) and install it with '
+                '`python tools/model_converters/install_tiny_vqgan.py FILE`, which refuses a worse model.')
+        return path
+
     def before_train(self, runner) -> None:
+        self.output_path(runner.work_dir)  # a forbidden destination fails before training, not after
         self.start = time.time()
 
     def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
@@ -125,10 +142,7 @@ class VQGANExportHook(Hook):
             raise ValueError('VQGANExportHook needs a VQGANAutoencoder built from a config dict (architecture known)')
         if not is_main_process():
             return
-        path = Path(self.out_file)
-        if not path.is_absolute():
-            path = Path(runner.work_dir) / path
-        path = path.resolve()
+        path = self.output_path(runner.work_dir)
         meta = dict(config=model.vqgan_config, iterations=runner.iter,
                     train_seconds=round(time.time() - self.start, 1), **self.meta)
         for key in ('psnr', 'codebook_usage_ratio', 'perplexity'):

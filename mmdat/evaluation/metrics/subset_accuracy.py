@@ -1,26 +1,76 @@
 """Top-k accuracy of a 1000-way classifier on a class subset (ImageNet-R / ImageNet-A protocol)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+import contextlib
+from typing import Iterator, Optional, Sequence, Union
 
 import torch
+from mmengine.model import is_model_wrapper
 from mmpretrain.evaluation.metrics import Accuracy
 
 from mmdat.datasets.imagenet_lists import SUBSETS, subset_indices
 from mmdat.registry import METRICS
 
-__all__ = ['SubsetAccuracy']
+__all__ = ['SubsetAccuracy', 'keep_classifier_logits', 'LOGITS_FIELD']
+
+LOGITS_FIELD = 'pred_logits'
+
+
+@contextlib.contextmanager
+def keep_classifier_logits(model: torch.nn.Module) -> Iterator[None]:
+    """While active, every data sample the classifier predicts carries its logits as ``pred_logits``.
+
+    mmpretrain heads keep only ``softmax(logits)`` (``pred_score``), which underflows to 0 for
+    classes far below the top one; :class:`SubsetAccuracy` needs the logits to take the arg-max
+    over a class subset as the references do. Two forward hooks: one on the network that outputs
+    the logits (``model.head``, or ``model.model`` for timm / Hugging Face wrappers) records them,
+    one on the classifier attaches them to the data samples its ``predict`` returns.
+    """
+    model = model.module if is_model_wrapper(model) else model
+    scorer = next((m for m in (getattr(model, 'head', None), getattr(model, 'model', None))
+                   if isinstance(m, torch.nn.Module)), None)
+    if scorer is None:
+        raise ValueError(f'cannot find the layer that outputs the logits of {type(model).__name__} '
+                         '(no head or model submodule)')
+    captured: list[torch.Tensor] = []
+
+    def record(module, args, output) -> None:
+        if isinstance(output, torch.Tensor) and output.ndim == 2:
+            captured.append(output.detach())
+
+    def attach(module, args, output) -> None:
+        if not isinstance(output, (list, tuple)) or not output or not captured:
+            return
+        logits = captured[-1]
+        captured.clear()
+        if logits.shape[0] == len(output) and all(hasattr(sample, 'set_field') for sample in output):
+            for sample, row in zip(output, logits):
+                sample.set_field(row, LOGITS_FIELD)
+
+    handles = [scorer.register_forward_hook(record), model.register_forward_hook(attach)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @METRICS.register_module()
 class SubsetAccuracy(Accuracy):
-    """Accuracy over a subset of the model's classes: scores are restricted before the arg-max.
+    """Accuracy over a subset of the model's classes: the arg-max is taken over the subset's logits.
 
     ImageNet-R and ImageNet-A cover 200 of the 1000 ImageNet classes. Their official evaluation
-    (hendrycks, easyrobust) keeps the 200 columns of the 1000-way output, in ascending class-index
+    (hendrycks, easyrobust) keeps the 200 columns of the 1000-way logits, in ascending class-index
     order, and compares the arg-max over them with labels ``0..199`` (the position of the image's
     wnid among the 200 sorted wnids). An unrestricted arg-max would count every prediction of one of
     the 800 other classes as an error and understate accuracy.
+
+    The scores ranked (and compared with ``thrs``) are the softmax over the subset's logits. The
+    logits come from ``pred_logits``, which :func:`keep_classifier_logits` (or
+    ``KeepLogitsHook``; ``tools/test.py --ood`` uses it) attaches; without them the 1000-way
+    ``pred_score`` is restricted and renormalised, which is the same unless the softmax underflowed
+    to 0 on all subset classes: such a sample has no arg-max and raises a ``ValueError`` instead of
+    being scored at random.
 
     Args:
         subset (str | Sequence[int]): ``'imagenet-r'`` or ``'imagenet-a'`` (the index lists shipped
@@ -28,8 +78,8 @@ class SubsetAccuracy(Accuracy):
             ``i`` being ``subset[i]``. Defaults to ``'imagenet-r'``.
         num_classes (int): number of scores the model must output. Defaults to 1000.
         topk (int | Sequence[int]): as ``Accuracy``. Defaults to 1.
-        thrs (float | Sequence[float | None] | None): as ``Accuracy``, applied to the restricted
-            (not renormalised) scores. Defaults to 0.
+        thrs (float | Sequence[float | None] | None): as ``Accuracy``, applied to the softmax
+            over the subset (at least ``1 / len(subset)`` for the arg-max). Defaults to 0.
         collect_device (str): ``'cpu'`` or ``'gpu'``. Defaults to ``'cpu'``.
         prefix (str, optional): metric name prefix. Defaults to None (``'accuracy'``, so results
             read like plain ``Accuracy`` ones).
@@ -64,20 +114,37 @@ class SubsetAccuracy(Accuracy):
         self.num_classes = num_classes
         self.indices = torch.tensor(indices, dtype=torch.long)
 
+    def _subset_scores(self, sample: dict) -> torch.Tensor:
+        """Softmax over the subset classes, from the logits when the sample has them."""
+        logits = sample.get(LOGITS_FIELD)
+        if logits is not None:
+            values = logits.cpu()
+        elif 'pred_score' in sample:
+            values = sample['pred_score'].cpu()
+        else:
+            raise ValueError('SubsetAccuracy needs the model\'s class scores (pred_logits or pred_score); the '
+                             'model gave only labels')
+        if values.shape[-1] != self.num_classes:
+            raise ValueError(f'SubsetAccuracy: the model outputs {values.shape[-1]} class scores, the '
+                             f'{self.subset_name or "class subset"} protocol needs {self.num_classes} '
+                             '(an ImageNet-1k head)')
+        restricted = values[..., self.indices].double()
+        if logits is not None:
+            return torch.softmax(restricted, dim=-1).float()
+        total = restricted.sum(dim=-1, keepdim=True)
+        if not bool((total > 0).all()):
+            raise ValueError('SubsetAccuracy: the softmax scores (pred_score) of all subset classes underflowed '
+                             'to 0, so the arg-max over the subset is undefined; keep the logits with '
+                             "custom_hooks=[dict(type='KeepLogitsHook')] (tools/test.py --ood does)")
+        return (restricted / total).float()
+
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         """Keep each sample's scores of the subset classes and check its label."""
         for sample in data_samples:
-            if 'pred_score' not in sample:
-                raise ValueError('SubsetAccuracy needs the model\'s class scores (pred_score); the model gave '
-                                 'only labels')
-            score = sample['pred_score'].cpu()
-            if score.shape[-1] != self.num_classes:
-                raise ValueError(f'SubsetAccuracy: the model outputs {score.shape[-1]} class scores, the '
-                                 f'{self.subset_name or "class subset"} protocol needs {self.num_classes} '
-                                 '(an ImageNet-1k head)')
+            score = self._subset_scores(sample)
             label = sample['gt_label'].cpu()
             if label.numel() and int(label.max()) >= len(self.indices):
                 raise ValueError(f'SubsetAccuracy: label {int(label.max())} is outside the {len(self.indices)} '
                                  'subset classes; labels must be positions in the subset (0..'
                                  f'{len(self.indices) - 1}), as the ImageNetR / ImageNetA datasets give')
-            self.results.append(dict(pred_score=score[..., self.indices], gt_label=label))
+            self.results.append(dict(pred_score=score, gt_label=label))

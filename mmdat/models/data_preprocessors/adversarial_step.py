@@ -11,6 +11,7 @@ from torch import Tensor
 
 from mmdat.dat import DATAttack, DATIterationSettings, DATResult
 from .color_space import ModelInputSpace
+from .rank_agreement import describe_ranks, ranks_flagging
 
 ImageSizes = Optional[list[tuple[int, int]]]
 
@@ -70,23 +71,36 @@ class AdversarialStep:
 
     def run(self, inputs: Tensor, data_samples: Any, step: Optional[int],
             settings: DATIterationSettings) -> StepOutcome:
-        """The attack, then the model's losses on ``x_adv`` (skipped on non-finite values)."""
+        """The attack, then the model's losses on ``x_adv``; skipped on non-finite values.
+
+        A skip is agreed by every rank (:func:`ranks_flagging`): a non-finite attack loss or gradient
+        on any rank skips the adversarial forward on all of them, before it runs (its collectives,
+        e.g. SyncBN or a loss's ``reduce_mean``, would otherwise mismatch); a non-finite adversarial
+        loss on any rank drops the adversarial losses on all of them (every rank ran the same
+        forwards).
+        """
         sizes = valid_sizes(inputs, data_samples)
         result = self.examples(inputs, data_samples, sizes, step, settings.collect_stats, settings.strength)
-        if result.skipped:
-            return StepOutcome(result, None, result.skipped_reason, sizes)
+        failed = ranks_flagging(result.skipped)
+        if failed:
+            reason = (result.skipped_reason or 'non-finite attack loss or gradient') + describe_ranks(failed)
+            return StepOutcome(result, None, reason, sizes)
         losses, reason = self.adversarial_losses(inputs, data_samples, result, sizes)
-        return StepOutcome(result, losses, reason, sizes)
+        failed = ranks_flagging(reason is not None)
+        if failed:
+            reason = (reason or 'non-finite adversarial loss') + describe_ranks(failed)
+            return StepOutcome(result, None, reason, sizes)
+        return StepOutcome(result, losses, None, sizes)
 
     def adversarial_losses(self, inputs: Tensor, data_samples: Any, result: DATResult,
-                           sizes: ImageSizes) -> tuple[Optional[dict], Optional[str]]:
-        """The model's loss dict on ``x_adv`` (graph kept), or (None, reason) if it is not finite."""
+                           sizes: ImageSizes) -> tuple[dict, Optional[str]]:
+        """The model's loss dict on ``x_adv`` (graph kept) and why it is unusable (None if finite)."""
         adv_inputs = to_model_inputs(self.input_space(), result.adversarial, inputs.detach(), sizes)
         model = self.model
         losses = model.loss(adv_inputs, copy.deepcopy(data_samples))
         total, _ = model.parse_losses(losses)
         if not torch.isfinite(total.detach()):
-            return None, f'non-finite adversarial loss ({float(total.detach())})'
+            return losses, f'non-finite adversarial loss ({float(total.detach())})'
         return losses, None
 
 

@@ -6,7 +6,8 @@ from .dat_mixin import DATPreprocessorMixin
 from .upstream import normalization_of, upstream_attribute
 
 
-@MODELS.register_module()
+# also under the near-miss spelling 'DATClsDataPreProcessor' (mmseg's capitalisation)
+@MODELS.register_module(name=['DATClsDataPreprocessor', 'DATClsDataPreProcessor'])
 class DATClsDataPreprocessor(DATPreprocessorMixin, ClsDataPreprocessor):
     """``ClsDataPreprocessor`` + DAT (after Mixup/CutMix, so soft targets are attacked as trained).
 

@@ -18,7 +18,7 @@ from mmdat.dat import DATAttack, DATIterationSettings, DATResult
 from .adversarial_step import AdversarialStep, to_model_inputs, valid_sizes
 from .color_space import ModelInputSpace
 from .dat_settings import attack_settings, parse_dat_settings
-from .dat_statistics import DATIterationReport, record_dat_step
+from .dat_statistics import DATCounters, DATIterationReport, record_dat_step
 from .loss_joining import AdversarialLossJoiner
 
 class DATPreprocessorMixin:
@@ -39,7 +39,7 @@ class DATPreprocessorMixin:
         self._dat: Optional[tuple[AdversarialStep, AdversarialLossJoiner]] = None
         self._dat_settings = DATIterationSettings()
         self._dat_report = DATIterationReport()
-        self._dat_skipped = 0
+        self._dat_counters = DATCounters()
 
     # ------------------------------------------------------------------ upstream specifics
     def upstream_rgb(self) -> bool:
@@ -124,20 +124,29 @@ class DATPreprocessorMixin:
         _check_rgb_batch(inputs)
         step, joiner = self._wired
         iteration = MessageHub.get_current_instance().get_info('iter')
+        counters = self._dat_counters
         if step.attack.draw(iteration, 'apply') >= self.dat_cfg['apply_prob']:
-            self._dat_report = DATIterationReport(iteration, False, skipped_total=self._dat_skipped)
+            self._dat_report = DATIterationReport(iteration, False, skipped_total=counters.skipped,
+                                                  zero_gradient_total=counters.zero_gradient_images)
             return
         out = step.run(inputs, data_samples, iteration, self._dat_settings)
         if out.losses is not None:
             joiner.put(out.losses)
-        else:
-            self._dat_skipped += 1
-        self._dat_report = record_dat_step(out, iteration, self._dat_settings, self._dat_skipped,
+        self._dat_report = record_dat_step(out, iteration, self._dat_settings, counters,
                                            clean=lambda: self.to_unit_rgb(inputs.detach()))
 
     @property
     def last_dat_report(self) -> DATIterationReport:
         return self._dat_report
+
+    @property
+    def dat_counters(self) -> DATCounters:
+        """The run's totals (skipped iterations, images with a zero input gradient)."""
+        return self._dat_counters
+
+    def restore_dat_counters(self, counters: dict) -> None:
+        """Continue the totals of a resumed run (``DATHook`` reads them from the checkpoint)."""
+        self._dat_counters = DATCounters(**counters)
 
 
 def _check_rgb_batch(inputs: Tensor) -> None:

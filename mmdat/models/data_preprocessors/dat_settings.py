@@ -28,7 +28,8 @@ def parse_dat_settings(dat: Optional[dict], normalization: Optional[tuple[Tensor
             sizes); channel_order (str, ``'auto'``): model input order, ``'auto'`` (as upstream
             produces it), ``'rgb'`` or ``'bgr'``; enabled (bool, True): False = plain training with
             the same preprocessing.
-        normalization: the upstream (mean, std), to check that inputs have 3 channels.
+        normalization: the upstream (mean, std), to check that inputs have 3 channels when DAT is
+            on (with DAT off the preprocessor is exactly the upstream one, grayscale included).
     """
     unknown = set(dat or {}) - set(DAT_DEFAULTS)
     if unknown:
@@ -38,7 +39,7 @@ def parse_dat_settings(dat: Optional[dict], normalization: Optional[tuple[Tensor
         raise ValueError(f"dat.channel_order must be 'auto', 'rgb' or 'bgr', got {cfg['channel_order']!r}")
     if not 0.0 <= cfg['apply_prob'] <= 1.0:
         raise ValueError(f"dat.apply_prob must be in [0, 1], got {cfg['apply_prob']}")
-    if normalization is not None and normalization[0].numel() != 3:
+    if cfg['enabled'] and normalization is not None and normalization[0].numel() != 3:
         raise ValueError(
             f'DAT needs 3-channel RGB/BGR inputs, but the preprocessor normalises '
             f'{normalization[0].numel()} channels. Convert grayscale images to 3 channels in the '

@@ -6,7 +6,8 @@ from .dat_mixin import DATPreprocessorMixin
 from .upstream import normalization_of, upstream_attribute
 
 
-@MODELS.register_module()
+# also under the near-miss spelling 'DATDetDataPreProcessor' (mmseg's capitalisation)
+@MODELS.register_module(name=['DATDetDataPreprocessor', 'DATDetDataPreProcessor'])
 class DATDetDataPreprocessor(DATPreprocessorMixin, DetDataPreprocessor):
     """``DetDataPreprocessor`` + DAT on each image's valid region (``img_shape``).
 

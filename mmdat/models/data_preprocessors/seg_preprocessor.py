@@ -6,7 +6,9 @@ from .dat_mixin import DATPreprocessorMixin
 from .upstream import normalization_of, upstream_attribute
 
 
-@MODELS.register_module()
+# also under the near-miss spelling 'DATSegDataPreprocessor' (mmseg writes 'PreProcessor',
+# mmdet and mmpretrain 'Preprocessor')
+@MODELS.register_module(name=['DATSegDataPreProcessor', 'DATSegDataPreprocessor'])
 class DATSegDataPreProcessor(DATPreprocessorMixin, SegDataPreProcessor):
     """``SegDataPreProcessor`` + DAT on each image's valid region; labels are never touched
     (``seg_pad_val`` / ignore index 255 stay as padded), image padding is restored bit for bit."""
