@@ -23,6 +23,8 @@ def test_quick_run_writes_json_and_markdown(tmp_path):
         assert r['max_abs_diff'] < 1e-3
         assert r['gflops'] > 0 and 0 < r['fraction_of_bound']
         assert r['peak_mb'] is not None and r['peak_mb'] >= 0
+    by_variant = {r['variant']: r for r in rows if r['size'] == '32x32'}
+    assert by_variant['default']['gflops'] < by_variant['baseline']['gflops']  # sub-pixel upsampling: fewer FLOPs
     steps = {r['mode']: r for r in result['step']}
     assert set(steps) == {'plain', 'dat', 'reference', 'vqgan'} and steps['plain']['x_plain'] == 1.0
     # FLOP accounting: DAT adds two VQGAN passes and an attack; the reference also a parameter backward
@@ -54,6 +56,11 @@ def test_vqgan_flops_match_published_cost():
     assert large['attention'] - products == pytest.approx(7 * 4 * 16800 * 512 ** 2 * 2)  # + q, k, v, proj_out
     assert products / 2 == pytest.approx(2.0e12, rel=0.02)  # the ~2 TMACs of attention are part of the 7.6
     assert vqgan_flops(config, (220, 221))['total'] == small['total']  # padded to a multiple of 8
+    # the default path's sub-pixel upsampling: per upsampling of C channels from h x h, 2 * C^2 * 16 * h^2
+    # multiply-adds instead of 2 * C^2 * 9 * (2h)^2
+    executed = vqgan_flops(config, (224, 224), subpixel_upsample=True)
+    assert small['total'] - executed['total'] == 40 * (512 ** 2 * 28 ** 2 + 256 ** 2 * 56 ** 2 + 256 ** 2 * 112 ** 2)
+    assert executed['encoder'] == small['encoder']
 
 
 def test_parse_size():
@@ -70,10 +77,14 @@ def test_rss_sampler_sees_an_allocation():
     assert sampler.peak_bytes >= 48 * 2 ** 20
 
 
-def test_settings_per_device():
+def test_settings_per_device(monkeypatch):
+    from mmdat.models import vqgan as vqgan_module
+    monkeypatch.setattr(vqgan_module, '_cpu_flags', lambda: {'avx2', 'fma'})
     cpu = BenchmarkSettings.for_device('cpu')
-    assert 'bf16' not in cpu.variants and 'compile' not in cpu.variants  # ~24x slower / minutes of compiling
+    assert 'bf16' not in cpu.variants and 'compile' not in cpu.variants  # emulated bf16 / minutes of compiling
     assert cpu.vqgan == 'openimages-f8-16384' and cpu.vqgan_sizes == ((224, 224),) and cpu.vqgan_batch == 4
+    monkeypatch.setattr(vqgan_module, '_cpu_flags', lambda: {'avx512f', 'amx_bf16'})
+    assert 'bf16' in BenchmarkSettings.for_device('cpu').variants  # timed where the CPU computes bf16 natively
     cuda = BenchmarkSettings.for_device('cuda')
     assert {'bf16', 'baseline', 'default'} <= set(cuda.variants) and (800, 1344) in cuda.vqgan_sizes
 

@@ -4,12 +4,17 @@ The logic of ``tools/analysis_tools/benchmark_dat.py``. Four sections, each time
 repeated runs after warm-up, with the variants of a section interleaved round-robin so that
 machine noise hits all of them alike (on a shared machine only ratios measured in one run count):
 
-* ``vqgan``: :meth:`VQGAN.reconstruct` images/s and peak memory per input size, for the
-  straightforward taming baseline (:class:`~mmdat.models.vqgan_reference.ReferenceVQGAN`), the
-  default path and each option, with the fraction of code indices equal to the fp32 baseline's.
+* ``vqgan``: :meth:`VQGAN.reconstruct` images/s and peak memory per input size, for the published
+  reference code itself when given (``reference-code``:
+  :class:`~mmdat.models.vqgan_reference_code.ReferenceCodeVQGAN`, e.g. easyrobust's or taming's
+  ``vqgan.py``), mmdat's re-implementation of the straightforward taming forward (``baseline``:
+  :class:`~mmdat.models.vqgan_reference.ReferenceVQGAN`), the default path and each option, with the
+  fraction of code indices equal to those of the reference the ratios use (the first of
+  ``reference-code``, ``baseline`` that ran).
 * ``step``: one training step of a classifier, plain, with mmdat's DAT, and with the literal
   reference procedure (parameter gradients in the attack's backward and the unused extra forward,
-  as easyrobust's code does), on the same model and VQGAN.
+  as easyrobust's code does), on the same model and VQGAN, for each VQGAN trunk dtype asked for;
+  with a bf16 trunk also the agreement of DAT's codes (of x_rec and x_adv) with the fp32 VQGAN's.
 * ``amp``: the attack alone (the model's loss and its input gradient, :meth:`DATAttack.perturb`)
   as mmdat runs it under mixed precision (float32, autocast off inside the attack) against the
   same attack run inside the autocast (mmdat before issue 16, which loses the input gradient of
@@ -39,7 +44,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mmdat.dat import DATAttack
-from mmdat.models.vqgan import VQGAN
+from mmdat.models.vqgan import VQGAN, native_bf16
 from mmdat.models.vqgan_reference import ReferenceVQGAN
 from mmdat.testing import IdentityQuantizer
 
@@ -60,14 +65,22 @@ CLASSIFIERS = {
 #: a VQGAN small enough for smoke tests (``--quick``)
 TINY_VQGAN = dict(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,), resolution=16,
                   z_channels=4, embed_dim=4, n_embed=64)
-#: VQGAN variants: VQGAN keyword overrides; ``baseline`` is the taming structure on the same weights
+#: VQGAN variants: VQGAN keyword overrides; ``reference-code`` is the published code given by the user
+#: (``--reference-code``), ``baseline`` mmdat's re-implementation of it, both on the same weights
 VARIANTS = {
+    'reference-code': None,
     'baseline': None,
     'default': dict(),
     'nchw': dict(channels_last=False),
     'compile': dict(compile_trunk=True),
     'bf16': dict(trunk_dtype='bf16'),
     'fp16': dict(trunk_dtype='fp16'),
+    'no-subpixel': dict(subpixel_upsample=False),
+}
+#: what each reference variant is, for the reports
+BASELINE_DESCRIPTIONS = {
+    'baseline': 'mmdat.models.vqgan_reference.ReferenceVQGAN, mmdat\'s re-implementation of the straightforward '
+                'taming-transformers forward',
 }
 NOT_MEASURED = 'not measured'
 
@@ -98,9 +111,13 @@ class BenchmarkSettings:
         vqgan_batch (int): images per reconstruct call at sizes up to 512 px.
         chunk_size (int): above 512 px, the VQGAN's ``chunk_size`` and the images per call.
         variants (Sequence[str]): VQGAN variants (keys of :data:`VARIANTS`).
+        reference_code (Sequence[str], optional): the published VQGAN code's files (easyrobust's
+            ``third_party/vqgan.py`` or taming's ``taming/models/vqgan.py``); adds the
+            ``reference-code`` variant, which then is the reference of every ratio.
         models (Sequence[str]): classifiers of the step section (keys of :data:`CLASSIFIERS`).
         step_vqgan (str): VQGAN of the step section.
-        step_trunk_dtype (str, optional): its ``trunk_dtype`` (None: fp32; 'bf16' on CUDA).
+        step_trunk_dtypes (Sequence[str]): its trunk dtypes, each timed ('fp32', 'bf16', 'fp16'); a
+            non-fp32 one is also compared with fp32 (DAT's codes of x_rec and x_adv).
         step_size (int): input side of the step section.
         step_batch (int): batch of the step section.
         amp_dtypes (Sequence[str]): autocast dtypes of the amp section ('bf16', 'fp16'); it times the
@@ -117,9 +134,10 @@ class BenchmarkSettings:
     vqgan_batch: int = 4
     chunk_size: int = 2
     variants: Sequence[str] = ('baseline', 'default', 'nchw')
+    reference_code: Optional[Sequence[str]] = None
     models: Sequence[str] = ('tiny',)
     step_vqgan: str = 'tiny'
-    step_trunk_dtype: Optional[str] = None
+    step_trunk_dtypes: Sequence[str] = ('fp32',)
     step_size: int = 32
     step_batch: int = 8
     amp_dtypes: Sequence[str] = ('bf16', 'fp16')
@@ -128,8 +146,9 @@ class BenchmarkSettings:
 
     @classmethod
     def for_device(cls, device: str, quick: bool = False) -> 'BenchmarkSettings':
-        """Defaults that finish in a few minutes: fp32 on CPU (a bf16 trunk is ~24x slower there),
-        bf16 and every size on CUDA; ``quick``: tiny sizes for a smoke test."""
+        """Defaults that finish in a few minutes: on a CPU fp32, plus bf16 where the CPU computes it
+        natively (:func:`~mmdat.models.vqgan.native_bf16`); on CUDA every size, bf16, fp16 and
+        ``torch.compile``; ``quick``: tiny sizes for a smoke test."""
         if quick:
             return cls(device=device, vqgan='tiny', vqgan_sizes=((32, 32), (24, 40)), vqgan_batch=2,
                        variants=('baseline', 'default', 'nchw'), models=('tiny',), step_vqgan='tiny',
@@ -138,7 +157,9 @@ class BenchmarkSettings:
             return cls(device=device, vqgan_sizes=((224, 224), (512, 512), (800, 1344)),
                        variants=('baseline', 'default', 'nchw', 'bf16', 'fp16', 'compile'),
                        models=('tiny', 'resnet50', 'vit-b'), step_vqgan='openimages-f8-16384',
-                       step_trunk_dtype='bf16', step_size=224, step_batch=32, warmup=2, repeats=5)
+                       step_trunk_dtypes=('bf16',), step_size=224, step_batch=32, warmup=2, repeats=5)
+        if native_bf16(device)[0]:
+            return cls(device=device, variants=('baseline', 'default', 'nchw', 'bf16'))
         return cls(device=device)
 
 
@@ -276,10 +297,16 @@ def build_vqgan(name: str, device: torch.device, seed: int = 0, **options) -> VQ
     return vqgan.to(device)
 
 
-def vqgan_variant(base: VQGAN, name: str, config: dict):
-    """Variant ``name`` (key of :data:`VARIANTS`) of ``base``, sharing its weight tensors."""
+def vqgan_variant(base: VQGAN, name: str, config: dict, reference_code: Optional[Sequence[str]] = None):
+    """Variant ``name`` (key of :data:`VARIANTS`) of ``base``, sharing its weight tensors (the
+    ``reference-code`` variant, built from the files ``reference_code``, holds a copy)."""
     if name not in VARIANTS:
         raise ValueError(f'unknown VQGAN variant {name!r}; valid: {", ".join(VARIANTS)}')
+    if name == 'reference-code':
+        if not reference_code:
+            raise ValueError("variant 'reference-code' needs the reference code's files (--reference-code)")
+        from mmdat.models.vqgan_reference_code import ReferenceCodeVQGAN
+        return ReferenceCodeVQGAN(reference_code, base, config)
     if name == 'baseline':
         return ReferenceVQGAN(base)
     options = dict(trunk_dtype=base.trunk_dtype, chunk_size=base.chunk_size, channels_last=base.channels_last,
@@ -292,8 +319,12 @@ def vqgan_variant(base: VQGAN, name: str, config: dict):
 
 
 # ----------------------------------------------------------------------------- FLOPs
-def vqgan_flops(config: dict, size: Sequence[int], batch: int = 1) -> dict[str, float]:
+def vqgan_flops(config: dict, size: Sequence[int], batch: int = 1, subpixel_upsample: bool = False) -> dict[str, float]:
     """Matmul/convolution FLOPs of one VQGAN reconstruct of ``batch`` images of ``size`` (H, W).
+
+    ``subpixel_upsample=False`` counts the published architecture (nearest x2 then a 3x3 conv in each
+    upsampling); True counts what :class:`VQGAN`'s default inference path executes (the upsampling
+    convolutions as stride-2 transposed convolutions: 4/9 of their multiply-adds).
 
     Counted by ``torch.utils.flop_counter`` on the meta device (no compute): ``encoder`` and
     ``decoder`` (each including its attention), ``attention`` (the attention blocks of both, q/k/v/proj
@@ -302,7 +333,7 @@ def vqgan_flops(config: dict, size: Sequence[int], batch: int = 1) -> dict[str, 
     """
     from mmdat.models.vqgan import AttnBlock
     with torch.device('meta'):
-        vqgan = VQGAN(**config, channels_last=False)
+        vqgan = VQGAN(**config, channels_last=False, subpixel_upsample=subpixel_upsample)
     f = vqgan.downsample_factor
     h, w = (-(-int(s) // f) * f for s in size)  # padded like VQGAN.encode
     x = torch.empty(batch, 3, h, w, device='meta')
@@ -404,7 +435,10 @@ def bench_vqgan(settings: BenchmarkSettings, rates: dict[torch.dtype, float]) ->
         batch = settings.chunk_size if large else settings.vqgan_batch
         chunk = settings.chunk_size if large else None
         base = build_vqgan(settings.vqgan, device, chunk_size=chunk)
-        variants = {name: vqgan_variant(base, name, config) for name in settings.variants}
+        names = list(settings.variants)
+        if settings.reference_code and 'reference-code' not in names:
+            names.insert(0, 'reference-code')
+        variants = {name: vqgan_variant(base, name, config, settings.reference_code) for name in names}
         images = torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(1)).to(device)
         runs = {name: (lambda v=v: v.reconstruct(images)) for name, v in variants.items()}
         dtypes = {getattr(v, 'trunk_dtype', None) or torch.float32 for v in variants.values()}
@@ -425,20 +459,24 @@ def bench_vqgan(settings: BenchmarkSettings, rates: dict[torch.dtype, float]) ->
         else:
             times = _interleaved({**runs, **probe_runs}, device, max(0, settings.warmup - 1), settings.repeats)
         section_rates = {**rates, **{dtype: probe.rate for dtype, probe in probes.items()}}
-        reference = 'baseline' if 'baseline' in variants else next(iter(variants))
+        reference = next((n for n in ('reference-code', 'baseline') if n in variants), next(iter(variants)))
         ref_codes = variants[reference].encode(images) if len(variants) > 1 else None  # nothing to compare
-        flops = vqgan_flops(config, size, batch)['total']
+        # FLOPs each variant executes: the published architecture's, or with sub-pixel upsampling
+        flops_of = {subpixel: vqgan_flops(config, size, batch, subpixel_upsample=subpixel)['total']
+                    for subpixel in (False, True)}
         memory_bound = vqgan_memory_bound(config, size, chunk or batch)['bound']
         for name, v in variants.items():
+            flops = flops_of[isinstance(v, VQGAN) and any(getattr(m, 'subpixel', False) for m in v.decoder.modules())]
             codes = ref_codes if name == reference else v.encode(images)
             seconds = _median(times[name])
             dtype = getattr(v, 'trunk_dtype', None) or torch.float32
             bound = flops / section_rates[dtype]
             rows.append(dict(
-                size=f'{size[0]}x{size[1]}', batch=batch, chunk_size=chunk, variant=name,
+                size=f'{size[0]}x{size[1]}', batch=batch, chunk_size=chunk, variant=name, reference=reference,
+                description=getattr(v, 'description', BASELINE_DESCRIPTIONS.get(name)),
                 seconds=seconds, images_per_s=batch / seconds, speedup=None,
                 peak_mb=None if peaks[name] is None else peaks[name] / 2 ** 20,
-                memory_bound_mb=memory_bound / 2 ** 20 if name != 'baseline' else None,
+                memory_bound_mb=memory_bound / 2 ** 20 if isinstance(v, VQGAN) else None,
                 code_agreement=None if codes is None else float((codes == ref_codes).float().mean()),
                 max_abs_diff=float((outputs[name] - outputs[reference]).abs().max()),
                 compile_s=compile_s.get(name), gflops=flops / 1e9, peak_gflops_per_s=section_rates[dtype] / 1e9,
@@ -507,50 +545,104 @@ def _classification_batch(num_classes: int, size: int, batch: int) -> dict:
                 data_samples=[DataSample().set_gt_label(i % num_classes) for i in range(batch)])
 
 
-def bench_step(settings: BenchmarkSettings, rates: dict[torch.dtype, float]) -> list[dict]:
-    """Section ``step``: plain, mmdat DAT and reference-procedure training steps, and one VQGAN reconstruct."""
+def _trunk_option(dtype_name: str) -> Optional[str]:
+    return None if dtype_name in ('fp32', 'float32') else dtype_name
+
+
+def dat_code_agreement(model: torch.nn.Module, data: dict, vqgans: dict) -> dict[str, dict]:
+    """DAT's codes with each VQGAN of ``vqgans`` (name -> VQGAN; the first is the reference) on one batch.
+
+    For each VQGAN: x_rec = Q(x), one attack step of ``model``'s DAT settings from x_rec (its own,
+    as in training), x_adv = Q(x'); returns per name the fraction of code indices of x_rec and of
+    x_adv equal to the reference VQGAN's, and the largest pixel difference of x_adv from its x_adv.
+    """
+    pre = model.data_preprocessor
+    prepared = pre.preprocess(copy.deepcopy(data), training=True)
+    inputs, samples = prepared['inputs'], prepared['data_samples']
+    settings = pre.dat_attack
+
+    def loss_fn(images: torch.Tensor) -> torch.Tensor:
+        return model.parse_losses(model.loss(pre.from_unit_rgb(images), copy.deepcopy(samples)))[0]
+
+    out = {}
+    for name, vqgan in vqgans.items():
+        attack = DATAttack(vqgan, eps=settings.eps, step_size=settings.step_size, steps=settings.steps,
+                           norm=settings.norm, random_start_prob=0.0)
+        x_rec, rec_codes = attack.quantize(pre.to_unit_rgb(inputs), return_codes=True)
+        perturbed, _, error = attack.perturb(x_rec, loss_fn)
+        if error is not None:
+            raise RuntimeError(f'dat_code_agreement: {error}')
+        x_adv, adv_codes = attack.quantize(perturbed, return_codes=True)
+        out[name] = dict(rec_codes=torch.cat([c.flatten() for c in rec_codes]),
+                         adv_codes=torch.cat([c.flatten() for c in adv_codes]), x_adv=x_adv)
+    first = out[next(iter(vqgans))]
+    return {name: dict(x_rec_codes=float((o['rec_codes'] == first['rec_codes']).float().mean()),
+                       x_adv_codes=float((o['adv_codes'] == first['adv_codes']).float().mean()),
+                       x_adv_max_abs_diff=float((o['x_adv'] - first['x_adv']).abs().max()))
+            for name, o in out.items()}
+
+
+def bench_step(settings: BenchmarkSettings, rates: dict[torch.dtype, float]) -> tuple[list[dict], list[dict]]:
+    """Section ``step``: plain, mmdat DAT and reference-procedure training steps, and one VQGAN
+    reconstruct, for each VQGAN trunk dtype; returns the timing rows and, when a dtype other than
+    fp32 ran, DAT's code agreement with the fp32 VQGAN (:func:`dat_code_agreement`)."""
     from mmengine.optim import OptimWrapper
     device = torch.device(settings.device)
-    vqgan = build_vqgan(settings.step_vqgan, device, trunk_dtype=settings.step_trunk_dtype)
+    dtypes = list(dict.fromkeys(settings.step_trunk_dtypes))
+    vqgans = {dtype: build_vqgan(settings.step_vqgan, device, trunk_dtype=_trunk_option(dtype)) for dtype in dtypes}
     config, _ = _vqgan_config(settings.step_vqgan)
     size, batch = settings.step_size, settings.step_batch
     vq_flops = vqgan_flops(config, (size, size), batch)['total']
-    rows = []
+    rows, agreement = [], []
     for name in settings.models:
         dat = dict(random_start_prob=0.0)  # the same work every step
-        models = {'plain': build_classifier(name, device, None), 'dat': build_classifier(name, device, dat),
-                  'reference': build_classifier(name, device, dat)}
+        models = {('plain', None): build_classifier(name, device, None)}
+        for i, dtype in enumerate(dtypes):
+            models[('dat', dtype)] = build_classifier(name, device, dat)
+            if i == 0:  # the literal reference procedure once, with the first dtype
+                models[('reference', dtype)] = build_classifier(name, device, dat)
         optims = {}
-        for mode, model in models.items():
-            model.data_preprocessor.attach_dat(model, vqgan)
-            optims[mode] = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-4))
+        for (mode, dtype), model in models.items():
+            model.data_preprocessor.attach_dat(model, vqgans[dtype or dtypes[0]])
+            optims[mode, dtype] = OptimWrapper(torch.optim.SGD(model.parameters(), lr=1e-4))
         data = _classification_batch(CLASSIFIERS[name]['head']['num_classes'], size, batch)
         images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device)
-        runs = {'plain': lambda: models['plain'].train_step(copy.deepcopy(data), optims['plain']),
-                'dat': lambda: models['dat'].train_step(copy.deepcopy(data), optims['dat']),
-                'reference': lambda: reference_step(models['reference'], copy.deepcopy(data), optims['reference']),
-                'vqgan': lambda: vqgan.reconstruct(images)}
+
+        def step(key):
+            if key[0] == 'reference':
+                return lambda: reference_step(models[key], copy.deepcopy(data), optims[key])
+            return lambda: models[key].train_step(copy.deepcopy(data), optims[key])
+
+        runs = {key: step(key) for key in models}
+        runs.update({('vqgan', dtype): (lambda v=vqgans[dtype]: v.reconstruct(images)) for dtype in dtypes})
         probe = PeakProbe(device)
         times = _interleaved({**runs, 'probe': probe}, device, settings.warmup, settings.repeats)
         times.pop('probe')
         rate = probe.rate
-        plain_model = models['plain']
+        plain_model = models['plain', None]
         pre_data = plain_model.data_preprocessor.preprocess(copy.deepcopy(data), training=True)
         mf = model_flops(plain_model, pre_data['inputs'], pre_data['data_samples'])
         fwd, bwd, ibwd = mf['forward'], mf['backward'], mf['input_backward']
         flops = {'plain': fwd + bwd, 'dat': 2 * vq_flops + fwd + ibwd + 2 * (fwd + bwd),
                  'reference': 2 * vq_flops + 2 * fwd + bwd + 2 * (fwd + bwd), 'vqgan': vq_flops}
-        plain = _median(times['plain'])
-        for mode in runs:
-            seconds = _median(times[mode])
-            rows.append(dict(model=name, vqgan=settings.step_vqgan, vqgan_trunk=settings.step_trunk_dtype or 'fp32',
+        plain = _median(times['plain', None])
+        for mode, dtype in runs:
+            seconds = _median(times[mode, dtype])
+            rows.append(dict(model=name, vqgan=settings.step_vqgan, vqgan_trunk=dtype or '-',
                              size=size, batch=batch, mode=mode,
                              seconds=seconds, x_plain=seconds / plain, gflops=flops[mode] / 1e9,
                              peak_gflops_per_s=rate / 1e9, bound_s=flops[mode] / rate,
                              fraction_of_bound=flops[mode] / rate / seconds,
-                             times=times[mode]))
-        rows[-4]['model_flops'] = mf
-    return rows
+                             times=times[mode, dtype]))
+        rows[-len(runs)]['model_flops'] = mf
+        others = [d for d in dtypes if d != 'fp32']
+        if others:
+            compared = {'fp32': vqgans['fp32'] if 'fp32' in vqgans else build_vqgan(settings.step_vqgan, device),
+                        **{d: vqgans[d] for d in others}}
+            found = dat_code_agreement(models['dat', dtypes[0]], data, compared)
+            agreement += [dict(model=name, vqgan=settings.step_vqgan, vqgan_trunk=d, size=size, batch=batch,
+                               **found[d]) for d in others]
+    return rows, agreement
 
 
 AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -604,7 +696,8 @@ def bench_flops(settings: BenchmarkSettings) -> list[dict]:
             sizes.append(size)  # counting is free (meta device): always show the paper's sizes
     for size in sizes:
         rows.append(dict(vqgan=settings.vqgan, size=f'{size[0]}x{size[1]}',
-                         **{k: v / 1e9 for k, v in vqgan_flops(config, size, 1).items()}))
+                         **{k: v / 1e9 for k, v in vqgan_flops(config, size, 1).items()},
+                         total_subpixel=vqgan_flops(config, size, 1, subpixel_upsample=True)['total'] / 1e9))
     return rows
 
 
@@ -628,6 +721,8 @@ def machine_info(device: torch.device) -> dict:
             info['processor'] = names[0]
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
+    native, reason = native_bf16(device)
+    info['bf16'] = dict(native=native, reason=reason)
     return info
 
 
@@ -655,7 +750,9 @@ def run_benchmark(settings: BenchmarkSettings, log: Callable[[str], None] = lamb
         result['vqgan'] = bench_vqgan(settings, rates)
     if 'step' in settings.sections:
         log('section step ...')
-        result['step'] = bench_step(settings, rates)
+        result['step'], agreement = bench_step(settings, rates)
+        if agreement:
+            result['step_precision'] = agreement
     if 'amp' in settings.sections:
         log('section amp ...')
         result['amp'] = bench_amp(settings)
@@ -683,8 +780,10 @@ def render_markdown(result: dict) -> str:
     """The result as Markdown: the machine, then one table per measured section."""
     m = result['machine']
     device = torch.device(m['device'])
+    bf16 = m.get('bf16')
+    bf16_text = '' if bf16 is None else f"; bf16 {'native' if bf16['native'] else 'not native'} ({bf16['reason']})"
     lines = [f"Machine: {m['processor']}, {m['cpu_count']} CPUs, torch {m['torch']} with {m['torch_threads']} "
-             f"thread(s){', GPU ' + m['gpu'] if 'gpu' in m else ''}; device `{m['device']}`; load average "
+             f"thread(s){', GPU ' + m['gpu'] if 'gpu' in m else ''}; device `{m['device']}`{bf16_text}; load average "
              f"(1, 5, 15 min) {result['load_before']} before, {result['load_after']} after.",
              'Achievable at the start (GEMM, channels-last 3x3 conv): ' + '; '.join(
                  f"{k} {v['gemm_gflops_per_s']:.1f}, {v['conv3x3_gflops_per_s']:.1f} GFLOP/s"
@@ -693,8 +792,12 @@ def render_markdown(result: dict) -> str:
              'load; "peak GFLOP/s" column); "% of bound" = bound / measured time.', '']
     other = 'cuda' if device.type == 'cpu' else 'cpu'
     if 'vqgan' in result:
+        ref = result['vqgan'][0].get('reference', 'baseline') if result['vqgan'] else 'baseline'
         lines += [f"### VQGAN reconstruct ({result['settings']['vqgan']}, fp32 unless the variant says otherwise)", '',
-                  '| device | size | batch | variant | img/s | x baseline | peak mem MiB | codes = baseline | '
+                  f'Ratios ("x {ref}"), "codes = {ref}" and "max abs diff" are against `{ref}`. ' + ' '.join(
+                      f"`{name}`: {text}." for name, text in dict.fromkeys(
+                          (r['variant'], r['description']) for r in result['vqgan'] if r.get('description'))), '',
+                  f'| device | size | batch | variant | img/s | x {ref} | peak mem MiB | codes = {ref} | '
                   'max abs diff | compile s | GFLOP | peak GFLOP/s | % of bound |',
                   '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
         for r in result['vqgan']:
@@ -713,12 +816,23 @@ def render_markdown(result: dict) -> str:
                   '|---|---|---|---|---|---|---|---|---|---|']
         for r in result['step']:
             mode = 'VQGAN reconstruct (1 pass)' if r['mode'] == 'vqgan' else r['mode']
-            lines.append(f"| {device.type} | {r['model']} | {r['vqgan']} ({r.get('vqgan_trunk', 'fp32')}) "
+            trunk = r.get('vqgan_trunk', 'fp32')
+            vqgan = '-' if trunk == '-' else f"{r['vqgan']} ({trunk})"
+            lines.append(f"| {device.type} | {r['model']} | {vqgan} "
                          f"| {r['batch']}x3x{r['size']}x{r['size']} "
                          f"| {mode} | {_fmt(1e3 * r['seconds'], '.1f')} | {_fmt(r['x_plain'])} "
                          f"| {_fmt(r['gflops'], '.3g')} | {_fmt(r['peak_gflops_per_s'], '.1f')} "
                          f"| {_fmt(100 * r['fraction_of_bound'], '.1f')} |")
         lines += [f'| {other} | all | | | all | {NOT_MEASURED} | | | | |', '']
+    if result.get('step_precision'):
+        lines += ['### DAT with a lower-precision VQGAN trunk against fp32 (same model, batch and attack)', '',
+                  '| device | model | VQGAN | input | trunk | x_rec codes = fp32 | x_adv codes = fp32 | '
+                  'x_adv max abs diff |', '|---|---|---|---|---|---|---|---|']
+        for r in result['step_precision']:
+            lines.append(f"| {device.type} | {r['model']} | {r['vqgan']} | {r['batch']}x3x{r['size']}x{r['size']} "
+                         f"| {r['vqgan_trunk']} | {_pct(r['x_rec_codes'])} | {_pct(r['x_adv_codes'])} "
+                         f"| {_fmt(r['x_adv_max_abs_diff'], '.1e')} |")
+        lines.append('')
     if 'amp' in result:
         lines += ["### The attack under mixed precision (the model's loss and input gradient, 1 step; no VQGAN)", '',
                   '| device | model | input | autocast | attack computed in | ms/attack | x fp32 |',
@@ -734,11 +848,13 @@ def render_markdown(result: dict) -> str:
         lines += ['### VQGAN FLOPs per image (matmul/convolution FLOPs, 2 per multiply-add; attention is part of '
                   'encoder and decoder)', '',
                   '| VQGAN | size | encoder GFLOP | decoder GFLOP | attention GFLOP | quant convs GFLOP | '
-                  'code search GFLOP | total GFLOP |', '|---|---|---|---|---|---|---|---|']
+                  'code search GFLOP | total GFLOP | total, sub-pixel upsampling (executed by default) |',
+                  '|---|---|---|---|---|---|---|---|---|']
         for r in result['flops']:
             lines.append(f"| {r['vqgan']} | {r['size']} | {r['encoder']:.1f} | {r['decoder']:.1f} "
                          f"| {r['attention']:.1f} "
-                         f"| {r['quantizer']:.3f} | {r['code_search']:.2f} | {r['total']:.1f} |")
+                         f"| {r['quantizer']:.3f} | {r['code_search']:.2f} | {r['total']:.1f} "
+                         f"| {_fmt(r.get('total_subpixel'), '.1f')} |")
         steps = [r for r in result.get('step', []) if 'model_flops' in r]
         if steps:
             lines += ['', '| model | input | forward GFLOP | backward GFLOP | input-only backward GFLOP |',

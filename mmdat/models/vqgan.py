@@ -6,10 +6,12 @@ load key for key; see :data:`VQGAN_PRESETS` for the configurations and where the
 weights are published. The model never carries gradient: it is built frozen, stays
 in eval mode and its public methods run under ``torch.no_grad()``.
 
-Inference is the fast path (channels-last trunk, in-place SiLU and residuals when autograd is
-off, SDPA attention, chunked one-matmul code search, optional ``torch.compile``);
-:class:`mmdat.models.vqgan_reference.ReferenceVQGAN` evaluates the same weights the
-straightforward taming way, as the baseline of ``tools/analysis_tools/benchmark_dat.py``.
+Inference is the fast path (channels-last trunk kept through every layer, in-place SiLU and
+residuals when autograd is off, each upsampling as one stride-2 transposed convolution, 1x1
+convolutions through oneDNN on CPUs, SDPA attention, chunked one-matmul code search, optional
+``torch.compile``); :class:`mmdat.models.vqgan_reference.ReferenceVQGAN` evaluates the same weights
+the straightforward taming way, and :mod:`mmdat.models.vqgan_reference_code` runs the published
+taming / easyrobust code itself on them: the baselines of ``tools/analysis_tools/benchmark_dat.py``.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from torch import Tensor
 from .vqgan_checkpoint import VQGANCheckpointError, load_vqgan_state_dict
 from ..assets import TINY_VQGAN_CHECKPOINT, TINY_VQGAN_CONFIG
 
-__all__ = ['VQGAN', 'VQGAN_PRESETS', 'nearest_code_indices']
+__all__ = ['VQGAN', 'VQGAN_PRESETS', 'nearest_code_indices', 'native_bf16', 'subpixel_upsample_kernel']
 
 _TAMING_F16 = dict(ch=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, attn_resolutions=(16,),
                    z_channels=256, embed_dim=256, resolution=256)
@@ -77,7 +79,36 @@ def _parse_trunk_dtype(value: Union[None, str, torch.dtype]) -> Optional[torch.d
         return value
     if isinstance(value, str) and value.lower() in _DTYPES:
         return _DTYPES[value.lower()]
-    raise ValueError(f"trunk_dtype must be None, 'float32', 'bf16' or 'fp16' (or a torch dtype), got {value!r}")
+    raise ValueError(f"trunk_dtype must be None, 'float32', 'bf16', 'fp16' or 'auto' (or a torch dtype), "
+                     f"got {value!r}")
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('flags'):
+                    return set(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16(device: Union[str, torch.device]) -> tuple[bool, str]:
+    """Whether ``device`` computes bf16 natively, and why: CPU flags ``amx_bf16`` / ``avx512_bf16``
+    (from /proc/cpuinfo), CUDA compute capability >= 8.0. Without them bf16 is emulated and slow."""
+    device = torch.device(device)
+    if device.type == 'cuda':
+        if not torch.cuda.is_available():
+            return False, 'CUDA is not available'
+        major, minor = torch.cuda.get_device_capability(device)
+        return major >= 8, f'CUDA compute capability {major}.{minor} ({">=" if major >= 8 else "<"} 8.0)'
+    if device.type != 'cpu':
+        return False, f'no bf16 rule for device type {device.type!r}'
+    flags = _cpu_flags() & {'amx_bf16', 'avx512_bf16'}
+    if flags:
+        return True, 'CPU flags ' + ', '.join(sorted(flags))
+    return False, 'no amx_bf16 or avx512_bf16 CPU flag' + ('' if os.path.exists('/proc/cpuinfo') else ' (no /proc/cpuinfo)')
 
 
 @contextmanager
@@ -115,8 +146,32 @@ def nearest_code_indices(z: Tensor, codebook: Tensor, max_elements: int = MAX_DI
     return indices
 
 
+def model_input(images: Tensor, factor: int) -> Tensor:
+    """RGB images (B, 3, H, W) in [0, 1] -> float32 in [-1, 1], replicate-padded (bottom/right) to a
+    multiple of the downsampling ``factor``: what every VQGAN forward here starts from."""
+    if images.dim() != 4:
+        raise ValueError(f'expected images of shape (B, C, H, W), got {tuple(images.shape)}')
+    x = images.float() * 2 - 1
+    pad_h, pad_w = -x.shape[-2] % factor, -x.shape[-1] % factor
+    return F.pad(x, (0, pad_w, 0, pad_h), mode='replicate') if pad_h or pad_w else x
+
+
 def _group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(32, channels, eps=1e-6, affine=True)
+
+
+def _pointwise(conv: nn.Module, x: Tensor) -> Tensor:
+    """``conv(x)`` for a 1x1 convolution (or ``nn.Identity``); in CPU inference through oneDNN.
+
+    PyTorch sends single-threaded 1x1 convolutions of small batches to its im2col + GEMM kernel,
+    which returns NCHW (dropping the trunk's channels-last layout for everything after it) and ran
+    2.3x slower than oneDNN on the benchmark CPU (docs/benchmarks.md). A dilation changes nothing
+    for a 1x1 kernel but routes the call to oneDNN, which keeps the layout.
+    """
+    if (isinstance(conv, nn.Conv2d) and x.device.type == 'cpu' and not torch.is_grad_enabled()
+            and torch.backends.mkldnn.is_available()):
+        return F.conv2d(x, conv.weight, conv.bias, dilation=2)
+    return conv(x)
 
 
 class ResnetBlock(nn.Module):
@@ -135,7 +190,7 @@ class ResnetBlock(nn.Module):
         inplace = not torch.is_grad_enabled()  # inference: no new buffer for SiLU and the residual
         h = self.conv1(F.silu(self.norm1(x), inplace=inplace))
         h = self.conv2(self.dropout(F.silu(self.norm2(h), inplace=inplace)))
-        return h.add_(self.nin_shortcut(x)) if inplace else self.nin_shortcut(x) + h
+        return h.add_(_pointwise(self.nin_shortcut, x)) if inplace else self.nin_shortcut(x) + h
 
 
 class AttnBlock(nn.Module):
@@ -152,10 +207,12 @@ class AttnBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
         y = self.norm(x)
-        q, k, v = (conv(y).flatten(2).transpose(1, 2).unsqueeze(1).contiguous() for conv in (self.q, self.k, self.v))
+        q, k, v = (_pointwise(conv, y).flatten(2).transpose(1, 2).unsqueeze(1).contiguous()
+                   for conv in (self.q, self.k, self.v))
         y = F.scaled_dot_product_attention(q, k, v)  # (B, 1, HW, C); never materialises HW x HW here
-        y = y.squeeze(1).transpose(1, 2).reshape(b, c, h, w)
-        return self.proj_out(y).add_(x) if not torch.is_grad_enabled() else x + self.proj_out(y)
+        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        y = y.reshape(b, h, w, c).permute(0, 3, 1, 2).contiguous(memory_format=layout)  # keep the trunk's layout
+        return _pointwise(self.proj_out, y).add_(x) if not torch.is_grad_enabled() else x + self.proj_out(y)
 
 
 class Downsample(nn.Module):
@@ -169,14 +226,38 @@ class Downsample(nn.Module):
         return self.conv(F.pad(x, (0, 1, 0, 1)))
 
 
+def subpixel_upsample_kernel(weight: Tensor) -> Tensor:
+    """The 4x4 stride-2 transposed-convolution kernel equal to nearest x2 upsampling then ``weight`` (3x3).
+
+    Along each axis, output pixel ``2m`` sees ``w0 x[m-1] + (w1 + w2) x[m]`` and ``2m + 1`` sees
+    ``(w0 + w1) x[m] + w2 x[m+1]``; a transposed convolution with stride 2 and padding 1 adds
+    ``x[i] K[k]`` into output ``2i + k - 1``, so ``K = (w2, w1 + w2, w0 + w1, w0)``. The result is
+    laid out for :func:`torch.nn.functional.conv_transpose2d`: (in, out, 4, 4).
+    """
+    def taps(w: Tensor) -> Tensor:  # (..., 3) -> (..., 4) along the last axis
+        return torch.stack((w[..., 2], w[..., 1] + w[..., 2], w[..., 0] + w[..., 1], w[..., 0]), dim=-1)
+
+    return taps(taps(weight).transpose(-1, -2)).transpose(-1, -2).transpose(0, 1)
+
+
 class Upsample(nn.Module):
-    """Nearest-neighbour x2, then a 3x3 conv."""
+    """Nearest-neighbour x2, then a 3x3 conv.
+
+    Without autograd (inference) the two run as one stride-2 transposed convolution with the kernel
+    of :func:`subpixel_upsample_kernel`: the same function with 4 instead of 9 multiply-adds per
+    output pixel and channel, no 4x upsampled copy, and the input's memory format kept. ``subpixel``
+    (set by :class:`VQGAN`) turns it off; with autograd the taming form runs, so training is unchanged.
+    """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.subpixel = True
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.subpixel and not torch.is_grad_enabled():
+            return F.conv_transpose2d(x, subpixel_upsample_kernel(self.conv.weight), self.conv.bias,
+                                      stride=2, padding=1)
         return self.conv(F.interpolate(x, scale_factor=2.0, mode='nearest'))
 
 
@@ -313,6 +394,10 @@ class VQGAN(nn.Module):
         trunk_dtype: None/'float32' runs everything in float32 with autocast disabled, even
             inside a caller's ``torch.autocast``. 'bf16'/'fp16' (or the torch dtypes) run the
             encoder and decoder under autocast with that dtype on the input's device type.
+            'auto' picks bf16 on devices that compute it natively (:func:`native_bf16`: AMX or
+            AVX512-BF16 CPUs, CUDA compute capability >= 8.0) and float32 elsewhere; bf16 changes
+            a few percent of a reconstruction's codes and many more of DAT's x_adv codes
+            (docs/benchmarks.md), hence float32 is the default.
             The quantiser (quant_conv, nearest code, post_quant_conv) always runs in float32
             and outputs are always float32.
         chunk_size: max images per VQGAN pass; larger batches are processed in chunks
@@ -324,6 +409,9 @@ class VQGAN(nn.Module):
         compile_trunk (bool): wrap the encoder and decoder in ``torch.compile`` (fused
             GroupNorm+SiLU, one graph per input shape, compiled at the first call of each shape;
             needs a C++ compiler on CPU). Defaults to False.
+        subpixel_upsample (bool): in inference, run each decoder upsampling (nearest x2, then a
+            3x3 conv) as one stride-2 transposed convolution (:class:`Upsample`): 2.25x fewer
+            multiply-adds in those convolutions, the same function up to float rounding. Defaults to True.
     """
 
     def __init__(self, *, ch: int, ch_mult: Sequence[int], num_res_blocks: int, attn_resolutions: Sequence[int],
@@ -331,23 +419,28 @@ class VQGAN(nn.Module):
                  out_ch: int = 3, dropout: float = 0.0, double_z: bool = False,
                  checkpoint: Union[None, str, os.PathLike] = None, checkpoint_sha256: Optional[str] = None,
                  trunk_dtype: Union[None, str, torch.dtype] = None, chunk_size: Optional[int] = None,
-                 channels_last: bool = True, compile_trunk: bool = False) -> None:
+                 channels_last: bool = True, compile_trunk: bool = False, subpixel_upsample: bool = True) -> None:
         super().__init__()
         if double_z:
             raise ValueError('double_z=True is the KL-autoencoder layout; a VQGAN needs double_z=False')
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f'chunk_size must be a positive int or None, got {chunk_size!r}')
         self.ch_mult = tuple(ch_mult)
-        self.trunk_dtype = _parse_trunk_dtype(trunk_dtype)
+        self.trunk_dtype_auto = isinstance(trunk_dtype, str) and trunk_dtype.lower() == 'auto'
+        self.trunk_dtype = None if self.trunk_dtype_auto else _parse_trunk_dtype(trunk_dtype)
         self.chunk_size = chunk_size
         self.channels_last = bool(channels_last)
         self.compile_trunk = bool(compile_trunk)
         self._compiled: dict[str, Callable[[Tensor], Tensor]] = {}
+        self._auto_dtypes: dict[tuple, Optional[torch.dtype]] = {}
         common = dict(ch=ch, ch_mult=self.ch_mult, num_res_blocks=num_res_blocks,
                       attn_resolutions=tuple(attn_resolutions), z_channels=z_channels,
                       resolution=resolution, dropout=dropout)
         self.encoder = Encoder(**common, in_channels=in_channels, double_z=double_z)
         self.decoder = Decoder(**common, out_ch=out_ch)
+        for module in self.decoder.modules():
+            if isinstance(module, Upsample):
+                module.subpixel = bool(subpixel_upsample)
         self.quantize = VectorQuantizer(n_embed, embed_dim)
         self.quant_conv = nn.Conv2d(z_channels, embed_dim, 1)
         self.post_quant_conv = nn.Conv2d(embed_dim, z_channels, 1)
@@ -398,10 +491,21 @@ class VQGAN(nn.Module):
         self._freeze()
 
     # ------------------------------------------------------------------ inference
-    def _autocast(self, device_type: str, trunk: bool) -> torch.autocast:
-        if trunk and self.trunk_dtype is not None:
-            return torch.autocast(device_type, dtype=self.trunk_dtype)
-        return torch.autocast(device_type, enabled=False)
+    def resolved_trunk_dtype(self, device: Union[str, torch.device]) -> Optional[torch.dtype]:
+        """The trunk dtype used on ``device`` (None: float32); resolves ``trunk_dtype='auto'``."""
+        if self.trunk_dtype_auto:
+            device = torch.device(device)
+            key = (device.type, device.index)
+            if key not in self._auto_dtypes:
+                self._auto_dtypes[key] = torch.bfloat16 if native_bf16(device)[0] else None
+            return self._auto_dtypes[key]
+        return self.trunk_dtype
+
+    def _autocast(self, device: torch.device, trunk: bool) -> torch.autocast:
+        dtype = self.resolved_trunk_dtype(device) if trunk else None
+        if dtype is not None:
+            return torch.autocast(device.type, dtype=dtype)
+        return torch.autocast(device.type, enabled=False)
 
     def _trunk(self, name: str) -> Callable[[Tensor], Tensor]:
         """The encoder or decoder, through ``torch.compile`` when ``compile_trunk`` is set (built once)."""
@@ -421,24 +525,16 @@ class VQGAN(nn.Module):
         return torch.cat([fn(chunk) for chunk in batch.split(self.chunk_size)])
 
     def _encode(self, images: Tensor) -> Tensor:
-        if images.dim() != 4:
-            raise ValueError(f'expected images of shape (B, C, H, W), got {tuple(images.shape)}')
-        f = self.downsample_factor
-        x = images.float() * 2 - 1
-        pad_h, pad_w = -x.shape[-2] % f, -x.shape[-1] % f
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode='replicate')
-        device_type = x.device.type
-        with self._autocast(device_type, trunk=True):
+        x = model_input(images, self.downsample_factor)
+        with self._autocast(x.device, trunk=True):
             h = self._trunk('encoder')(self._memory_format(x))
-        with self._autocast(device_type, trunk=False):
+        with self._autocast(x.device, trunk=False):
             return self.quantize(self.quant_conv(h.float()))  # channels-last: the (N, D) rows are a view
 
     def _decode(self, indices: Tensor, size: Optional[Sequence[int]]) -> Tensor:
-        device_type = indices.device.type
-        with self._autocast(device_type, trunk=False):
+        with self._autocast(indices.device, trunk=False):
             z = self.post_quant_conv(self.quantize.lookup(indices, channels_last=self.channels_last))
-        with self._autocast(device_type, trunk=True):
+        with self._autocast(indices.device, trunk=True):
             y = self._trunk('decoder')(self._memory_format(z))
         y = y.float().clamp(-1, 1).add_(1).div_(2)  # = (clamp + 1) / 2, without two more buffers
         if size is not None:

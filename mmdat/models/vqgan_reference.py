@@ -16,10 +16,9 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
-from .vqgan import VQGAN, AttnBlock, ResnetBlock
+from .vqgan import VQGAN, AttnBlock, ResnetBlock, model_input
 
 __all__ = ['ReferenceVQGAN']
 
@@ -108,13 +107,7 @@ class ReferenceVQGAN(nn.Module):
         return dist.argmin(1).view(b, h, w)
 
     def _encode(self, images: Tensor) -> Tensor:
-        if images.dim() != 4:
-            raise ValueError(f'expected images of shape (B, C, H, W), got {tuple(images.shape)}')
-        f = self.downsample_factor
-        x = images.float() * 2 - 1
-        pad_h, pad_w = -x.shape[-2] % f, -x.shape[-1] % f
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode='replicate')
+        x = model_input(images, self.downsample_factor)
         with torch.autocast(x.device.type, enabled=False):
             return self._quantize(self.vqgan.quant_conv(self._encoder(x)))
 

@@ -2,10 +2,14 @@
 
 Markdown table on stdout (and --md), everything in JSON (--json). Medians of --repeats runs after
 --warmup, variants interleaved. Defaults finish in a few minutes: on CPU the f8-16384 VQGAN at 224 px
-(fp32: a bf16 trunk is ~24x slower there) and the tiny classifier; on CUDA every size, bf16/fp16,
-torch.compile and ResNet-50 / ViT-B/16 steps. Examples::
+(fp32, plus bf16 where the CPU computes it natively: AMX / AVX512-BF16) and the tiny classifier; on
+CUDA every size, bf16/fp16, torch.compile and ResNet-50 / ViT-B/16 steps. Examples::
 
     python tools/analysis_tools/benchmark_dat.py --threads 1
+    python tools/analysis_tools/benchmark_dat.py --sections vqgan \
+        --reference-code path/to/easyrobust/easyrobust/third_party/vqgan.py   # the published code as baseline
+    python tools/analysis_tools/benchmark_dat.py --sections step --models resnet50 \
+        --step-vqgan openimages-f8-16384 --step-size 224 --step-batch 2 --step-trunk-dtype fp32 bf16
     python tools/analysis_tools/benchmark_dat.py --sections step --models resnet50 \
         --step-vqgan openimages-f8-16384 --step-size 224 --step-batch 2
     python tools/analysis_tools/benchmark_dat.py --sections vqgan --sizes 800x1344 --variants default
@@ -33,9 +37,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--chunk-size', type=int, help='VQGAN chunk_size and batch above 512 px (default 2)')
     p.add_argument('--variants', nargs='+', choices=sorted(VARIANTS), help='VQGAN variants to time')
     p.add_argument('--no-compile', action='store_true', help='drop the torch.compile variant')
+    p.add_argument('--reference-code', nargs='+', metavar='FILE',
+                   help="the published VQGAN code to time as the reference of every ratio, on the same weights: "
+                        "easyrobust's easyrobust/third_party/vqgan.py or taming-transformers' taming/models/vqgan.py "
+                        "(imported from where it lies; needs einops)")
     p.add_argument('--models', nargs='+', choices=sorted(CLASSIFIERS), help='step section classifiers')
     p.add_argument('--step-vqgan', help="VQGAN of the step section ('tiny', 'tiny-shapes' or a preset)")
-    p.add_argument('--step-trunk-dtype', choices=['fp32', 'bf16', 'fp16'], help='its trunk dtype (CUDA default bf16)')
+    p.add_argument('--step-trunk-dtype', nargs='+', choices=['fp32', 'bf16', 'fp16'],
+                   help='its trunk dtype(s), each timed; with fp32 and another, DAT\'s codes are compared '
+                        '(default fp32; CUDA bf16)')
     p.add_argument('--step-size', type=int)
     p.add_argument('--step-batch', type=int)
     p.add_argument('--warmup', type=int)
@@ -53,12 +63,11 @@ def main(argv=None) -> int:
     settings = BenchmarkSettings.for_device(args.device, quick=args.quick)
     for key, attr in (('sections', 'sections'), ('vqgan', 'vqgan'), ('sizes', 'vqgan_sizes'), ('batch', 'vqgan_batch'),
                       ('chunk_size', 'chunk_size'), ('variants', 'variants'), ('models', 'models'),
+                      ('reference_code', 'reference_code'), ('step_trunk_dtype', 'step_trunk_dtypes'),
                       ('step_vqgan', 'step_vqgan'), ('step_size', 'step_size'), ('step_batch', 'step_batch'),
                       ('warmup', 'warmup'), ('repeats', 'repeats'), ('amp_dtypes', 'amp_dtypes')):
         if getattr(args, key) is not None:
             setattr(settings, attr, getattr(args, key))
-    if args.step_trunk_dtype is not None:
-        settings.step_trunk_dtype = None if args.step_trunk_dtype == 'fp32' else args.step_trunk_dtype
     if args.no_compile:
         settings.variants = [v for v in settings.variants if v != 'compile']
     result = run_benchmark(settings, log=lambda msg: print(msg, file=sys.stderr, flush=True))
