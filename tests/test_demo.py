@@ -262,7 +262,8 @@ def test_data_only_writes_what_the_demo_configs_read(tmp_path):
 def test_every_demo_config_says_how_to_write_its_data(config):
     from mmengine.config import Config
     data_root = str(Config.fromfile(str(config)).train_dataloader.dataset.data_root).rstrip('/')
-    task = next(name for name, spec in DEMO_TASKS.items() if spec.data_root == data_root)
+    task = next(name for name, spec in DEMO_TASKS.items()
+                if data_root in (spec.data_root, spec.pretrain and spec.pretrain.data_root))
     assert f'python tools/demo.py --task {task} --data-only' in config.read_text()
 
 

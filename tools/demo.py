@@ -20,7 +20,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')  # nois
 from mmengine.config import DictAction
 
 from mmdat.apis.demo import (ABLATION_MODELS, BENCHMARK_CORRUPTIONS, DEFAULT_MODELS, DEMO_MODELS, DEMO_TASKS,
-                             build_demo_data, run_demo)
+                             build_demo_data, build_pretrain_data, run_demo)
 
 
 def parse_args() -> argparse.Namespace:
@@ -69,6 +69,12 @@ def write_data_only(args: argparse.Namespace) -> None:
     print(f'Wrote the {args.task} demo dataset to {data_root} ({sizes}). Train on it with\n'
           f'    python tools/train.py {spec.config}'
           + ('' if args.data_root is None else f' (with its data_root set to {data_root})'))
+    if spec.pretrain is not None:
+        pretrain_root = f'{data_root}-pretrain' if args.data_root else spec.pretrain.data_root
+        info = build_pretrain_data(args.task, pretrain_root, args.seed)
+        sizes = ', '.join(f'{split}: {s.get("num_images")} images' for split, s in info.get('splits', {}).items())
+        print(f"Wrote its backbone's pretraining dataset to {pretrain_root} ({sizes}): "
+              f'python tools/train.py {spec.pretrain.config}')
 
 
 if __name__ == '__main__':

@@ -11,6 +11,12 @@
 # epochs): backbone pretrained to 45% top-1 (500 images per class, 4 epochs, zero-init residuals)
 # barely moved the loss; pretrained to 98% (1000 per class): SGD lr 0.02 diverged (NaN loss) without
 # gradient clipping, 35.8 with it; lr 0.01 with clipping at norm 10: 55.7.
+# Data: tools/train.py does not write the datasets; first run
+#     python tools/demo.py --task det --data-only   # data/shapes_coco/ and the pretraining data data/shapes_cls48/
+# To train it yourself with the pretrained backbone, run the demo once (it writes
+# work_dirs/demo/det/pretrain/backbone.pth) and inherit this config with
+# model = dict(backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='work_dirs/demo/det/pretrain/backbone.pth',
+#                                          prefix='backbone.')))
 _base_ = ['./faster-rcnn-tiny_dat_shapes.py']
 
 base_channels = 16

@@ -9,6 +9,8 @@
 # residuals: 45% (the loss left chance level only in the last epoch); 1000 per class, residuals
 # initialised normally (as in the cls demo): 98%.
 # The recipe is the cls demo's (AdamW 1e-3, 4 epochs, cosine) without DAT, with a 50-iteration warm-up.
+# Data: tools/train.py does not write the dataset; first run
+#     python tools/demo.py --task det --data-only   # writes data/shapes_cls48/ (and the detection data)
 _base_ = ['./resnet-tiny_dat_shapes.py']
 
 data_root = 'data/shapes_cls48'

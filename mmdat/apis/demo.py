@@ -543,6 +543,18 @@ PRETRAIN_RECORD = 'pretrain.json'
 BACKBONE_FILE = 'backbone.pth'
 
 
+def build_pretrain_data(task: str, data_root: Union[str, Path], seed: int = 0, num_train: Optional[int] = None,
+                        num_val: Optional[int] = None) -> dict:
+    """Write the classification dataset of ``task``'s backbone pretraining (:class:`PretrainStage`);
+    ``num_train``/``num_val`` are images per class (default: the stage's). Returns its description."""
+    stage = _task(task).pretrain
+    if stage is None:
+        raise ValueError(f'the {task!r} demo has no pretraining stage')
+    sizes = dict(train=stage.sizes[0] if num_train is None else int(num_train),
+                 val=stage.sizes[1] if num_val is None else int(num_val))
+    return make_shapes_classification(data_root, num_per_class=sizes, seed=seed, **stage.data)
+
+
 def pretrain_backbone(task: str, work_dir: Union[str, Path], seed: int = 0, data_root: Optional[Union[str, Path]] = None,
                       num_train: Optional[int] = None, num_val: Optional[int] = None,
                       cfg_options: Optional[dict] = None, verbose: bool = False, log: Log = _print) -> dict:
@@ -572,9 +584,7 @@ def pretrain_backbone(task: str, work_dir: Union[str, Path], seed: int = 0, data
     work_dir = Path(work_dir)
     data_root = Path(data_root or stage.data_root)
     t0 = time.perf_counter()
-    sizes = dict(train=stage.sizes[0] if num_train is None else int(num_train),
-                 val=stage.sizes[1] if num_val is None else int(num_val))
-    info = make_shapes_classification(data_root, num_per_class=sizes, seed=seed, **stage.data)
+    info = build_pretrain_data(task, data_root, seed, num_train, num_val)
     cfg = Config.fromfile(str(REPO_ROOT / stage.config))
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = str(data_root)
