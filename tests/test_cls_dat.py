@@ -348,8 +348,7 @@ def test_dist_validation_and_checkpoint_are_one_model(tmp_path, tiny_vqgan_cfg):
              env={'PORT': free_port()})
     ranks = [json.loads((tmp_path / f'buffers_rank{r}.json').read_text()) for r in (0, 1)]
     assert ranks[0]['digest'] == ranks[1]['digest']  # one model on both ranks
-    with mmengine_checkpoint_objects():
-        state = torch.load(work / 'epoch_1.pth', map_location='cpu')['state_dict']
+    state = load_mmengine_checkpoint(work / 'epoch_1.pth')['state_dict']
     model = build_classifier()
     saved = [(name, state[name]) for name, _ in model.named_buffers() if name in state]
     assert any('running_mean' in name for name, _ in saved)

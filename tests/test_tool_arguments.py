@@ -30,7 +30,9 @@ def test_test_tool_checks_the_checkpoint_path_before_building_anything(tmp_path,
     reason = 'not found' if checkpoint.startswith('missing') else 'is a directory'
     assert f'checkpoint {checkpoint} {reason}' in out
     # no runner was built: no environment or config dump, no work dir
-    assert 'System environment' not in out and 'Config:' not in out and len(out.splitlines()) < 10, out
+    # argparse's usage and the error, nothing else (no environment or config dump)
+    assert 'System environment' not in out and 'Config:' not in out and len(out.splitlines()) < 25, out
+    assert out.rstrip().splitlines()[-1].startswith('test.py: error: checkpoint'), out
     assert not (tmp_path / 'work_dirs').exists()
 
 
