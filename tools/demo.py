@@ -20,7 +20,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')  # nois
 from mmengine.config import DictAction
 
 from mmdat.apis.demo import (ABLATION_MODELS, BENCHMARK_CORRUPTIONS, DEFAULT_MODELS, DEMO_MODELS, DEMO_TASKS,
-                             build_demo_data, build_pretrain_data, run_demo)
+                             build_demo_data, build_pretrain_data, pretrain_data_root, run_demo)
 
 
 def parse_args() -> argparse.Namespace:
@@ -70,7 +70,7 @@ def write_data_only(args: argparse.Namespace) -> None:
           f'    python tools/train.py {spec.config}'
           + ('' if args.data_root is None else f' (with its data_root set to {data_root})'))
     if spec.pretrain is not None:
-        pretrain_root = f'{data_root}-pretrain' if args.data_root else spec.pretrain.data_root
+        pretrain_root = pretrain_data_root(args.task, args.data_root)
         info = build_pretrain_data(args.task, pretrain_root, args.seed)
         sizes = ', '.join(f'{split}: {s.get("num_images")} images' for split, s in info.get('splits', {}).items())
         print(f"Wrote its backbone's pretraining dataset to {pretrain_root} ({sizes}): "

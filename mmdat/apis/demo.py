@@ -543,6 +543,15 @@ PRETRAIN_RECORD = 'pretrain.json'
 BACKBONE_FILE = 'backbone.pth'
 
 
+def pretrain_data_root(task: str, data_root: Optional[Union[str, Path]] = None) -> str:
+    """Where ``task``'s pretraining data lives: next to a given ``data_root`` (so that runs with other
+    data roots never share it), else the stage's default."""
+    stage = _task(task).pretrain
+    if stage is None:
+        raise ValueError(f'the {task!r} demo has no pretraining stage')
+    return stage.data_root if data_root is None else f'{data_root}-pretrain'
+
+
 def build_pretrain_data(task: str, data_root: Union[str, Path], seed: int = 0, num_train: Optional[int] = None,
                         num_val: Optional[int] = None) -> dict:
     """Write the classification dataset of ``task``'s backbone pretraining (:class:`PretrainStage`);
@@ -683,8 +692,8 @@ def run_demo(task: str = 'cls', work_dir: Union[str, Path] = 'work_dirs/demo/cls
         quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(_LogLinesOnly(sys.stdout))
         with quiet:
             options = dict(pretrain_options or {})
-            if data_root_given:  # next to the task's data, so that runs with other data roots never share it
-                options.setdefault('data_root', f'{data_root}-pretrain')
+            if data_root_given:
+                options.setdefault('data_root', pretrain_data_root(task, data_root))
             pretrained = pretrain_backbone(task, work_dir / 'pretrain', seed, verbose=verbose, log=log, **options)
         times['pretrain'] = time.perf_counter() - t
 
