@@ -10,5 +10,6 @@ from .version import __version__
 from . import engine, models  # noqa: E402,F401  (registers everything)
 from . import datasets  # noqa: E402,F401  (registers the ImageCorruption transform)
 from . import evaluation  # noqa: E402,F401  (registers SubsetAccuracy)
+from . import robustness  # noqa: E402,F401  (registers the robustness test and validation loops)
 
 __all__ = ['__version__']

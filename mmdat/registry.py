@@ -9,7 +9,7 @@ scope, so a config whose ``default_scope`` is ``mmdet``, ``mmseg`` or ``mmpretra
 
 No ``mmdat.`` prefix and no extra scope are needed.
 """
-from mmengine.registry import DATASETS, HOOKS, METRICS, MODELS, TRANSFORMS, VISUALIZERS
+from mmengine.registry import DATASETS, HOOKS, LOOPS, METRICS, MODELS, TRANSFORMS, VISUALIZERS
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
-__all__ = ['MODELS', 'HOOKS', 'VISUALIZERS', 'TRANSFORMS', 'DATASETS', 'METRICS', 'OPTIM_WRAPPER_CONSTRUCTORS']
+__all__ = ['MODELS', 'HOOKS', 'LOOPS', 'VISUALIZERS', 'TRANSFORMS', 'DATASETS', 'METRICS', 'OPTIM_WRAPPER_CONSTRUCTORS']

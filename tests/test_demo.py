@@ -220,6 +220,16 @@ def test_cls_demo_end_to_end_through_the_tool(tmp_path):
     _check_outputs(tmp_path / 'work', result, 'top-1')
     assert '[plain] epoch 1/1' in out and '[DAT] epoch 1/1' in out and 'ETA' in out
     assert 'mCE vs plain' in out and str(tmp_path / 'work' / 'dat_examples.png') in out
+    # the demo config validates with a RobustnessValLoop: clean top-1 and mPC per epoch, one plot of both runs
+    for model in ('plain', 'DAT'):
+        (validation,) = result['validation'][model]
+        assert validation['epoch'] == 1 and 'accuracy/top1' in validation['metrics']
+        cells = [v for k, v in validation['metrics'].items() if k.startswith('robustness/') and k[-2:] == '_3']
+        assert len(cells) == 5 and validation['metrics']['robustness/mPC'] == pytest.approx(np.mean(cells))
+        assert f'[demo] {model}: validation mPC (epoch: value) 1: ' in out
+        assert list((tmp_path / 'work' / model.lower()).glob('best_robustness_mPC_epoch_1.pth'))
+    with Image.open(tmp_path / 'work' / 'validation_mpc.png') as im:
+        assert im.size[0] > 200
     # 2 iterations, vis_interval 250: the last iteration's examples are kept (issue 19)
     assert list((tmp_path / 'work' / 'dat').glob('*/vis_data/vis_image/dat_examples_2.png'))
 

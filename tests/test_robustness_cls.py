@@ -18,12 +18,13 @@ from conftest import REPO, free_port, run_tool, write_config
 pytest.importorskip('mmpretrain')
 pytest.importorskip('imagecorruptions')
 from mmengine.config import Config  # noqa: E402
+from mmengine.hooks import Hook  # noqa: E402
 from mmengine.runner.loops import TestLoop as _TestLoop  # noqa: E402
 
 from mmdat.apis import build_runner  # noqa: E402
 from mmdat.datasets import make_shapes_classification  # noqa: E402
 from mmdat.datasets.transforms import corrupt_image  # noqa: E402
-from mmdat.robustness import run_corruption_benchmark  # noqa: E402
+from mmdat.robustness import RobustnessTestLoop  # noqa: E402
 from mmdat.robustness.corruption import _scan_class_folders  # noqa: E402
 
 # not the sorted folder order: labels of ImageNet-C-style folders must follow the names
@@ -197,29 +198,42 @@ def test_exact_imagenet_c_protocol_on_the_fly(trained):
     assert 'Source of the numbers: exact ImageNet-C protocol on the fly' in table
 
 
-def test_resume_after_a_kill(trained, monkeypatch, capsys):
+def corruption_runner(trained, work: Path, corruptions, severities, load_from=True):
+    """A runner of the trained config whose test loop is a ``CorruptionTestLoop``."""
     cfg = Config.fromfile(trained['config'])
-    work = trained['tmp'] / 'work_resume'
     cfg.work_dir = str(work)
-    cfg.load_from = trained['ckpt']
-    plain_run = _TestLoop.run
+    cfg.load_from = trained['ckpt'] if load_from else None
+    cfg.test_cfg = dict(type='CorruptionTestLoop', corruptions=corruptions, severities=severities)
+    return build_runner(cfg)
+
+
+def test_resume_after_a_kill(trained, monkeypatch, capsys):
+    work = trained['tmp'] / 'work_resume'
+    plain_evaluate = RobustnessTestLoop.evaluate
     calls = []
 
-    def dying_run(self):
+    def dying_evaluate(self, *args, **kwargs):
         calls.append(1)
         if len(calls) == 4:  # killed in the middle of the 4th cell
             raise KeyboardInterrupt
-        return plain_run(self)
+        return plain_evaluate(self, *args, **kwargs)
 
-    monkeypatch.setattr(_TestLoop, 'run', dying_run)
+    monkeypatch.setattr(RobustnessTestLoop, 'evaluate', dying_evaluate)
+    runner = corruption_runner(trained, work, CELLS, [1, 2])
+    clean_loader, evaluator = runner.test_loop.dataloader, runner.test_loop.evaluator
     with pytest.raises(KeyboardInterrupt):
-        run_corruption_benchmark(build_runner(cfg), CELLS, [1, 2], work)
+        runner.test()
+    # the loop's own dataloader and evaluator are back after the interruption
+    assert runner.test_loop.dataloader is clean_loader and runner.test_loop.evaluator is evaluator
     first = json.loads((work / 'robustness.json').read_text())
     assert {c: sorted(r) for c, r in first['results'].items()} == {'clean': ['0'], 'gaussian_noise': ['1', '2']}
 
     calls.clear()
-    monkeypatch.setattr(_TestLoop, 'run', lambda self: calls.append(1) or plain_run(self))
-    record = run_corruption_benchmark(build_runner(cfg), CELLS, [1, 2], work)
+    monkeypatch.setattr(RobustnessTestLoop, 'evaluate',
+                        lambda self, *a, **k: calls.append(1) or plain_evaluate(self, *a, **k))
+    runner = corruption_runner(trained, work, CELLS, [1, 2])
+    runner.test()
+    record = runner.test_loop.results['corruptions']
     assert len(calls) == 2  # only contrast 1 and 2: no finished cell recomputed
     assert 'resuming from' in capsys.readouterr().out + ''.join(open(p).read() for p in work.rglob('*.log'))
     for c in ('clean', 'gaussian_noise'):
@@ -247,6 +261,7 @@ def test_bad_inputs_fail_before_evaluation(trained, capsys, monkeypatch):
     expect_exit(base + ['--ood', 'imagenet-z'], capsys, "invalid choice: 'imagenet-z'")
     expect_exit(base + ['--ood', 'imagenet-r', '--ood-root', 'imagenet-z=/x'], capsys, "unknown benchmark 'imagenet-z'")
 
+    monkeypatch.setattr(RobustnessTestLoop, 'evaluate', lambda self, *a: pytest.fail('evaluation started'))
     monkeypatch.setattr(_TestLoop, 'run', lambda self: pytest.fail('evaluation started'))
     folders = imagenet_c_folders(trained)
     with pytest.raises(FileNotFoundError, match=r'missing folder .*fog/1'):
@@ -298,15 +313,126 @@ def test_two_processes_give_the_single_process_record(trained):
     assert not list(dist.glob('.robustness.json.*'))  # no temporary file left behind
 
 
-def test_callable_on_a_runner_without_checkpoint(trained):
-    """From other code (e.g. right after runner.train()): the runner's model is evaluated as it is."""
-    cfg = Config.fromfile(trained['config'])
-    cfg.work_dir = str(trained['tmp'] / 'work_in_memory')
-    runner = build_runner(cfg)
+def test_runner_without_checkpoint_evaluates_its_model_as_it_is(trained):
+    """E.g. runner.test() right after runner.train(): no load_from, the model in memory is evaluated."""
+    runner = corruption_runner(trained, trained['tmp'] / 'work_in_memory', ['impulse_noise'], [3], load_from=False)
     runner.load_checkpoint(trained['ckpt'])
-    record = run_corruption_benchmark(runner, ['impulse_noise'], [3], cfg.work_dir)
+    headline = runner.test()
+    record = runner.test_loop.results['corruptions']
     assert record['settings']['checkpoint'] is None
     single = trained['tmp'] / 'work_single' / 'robustness.json'
     if single.is_file():  # the same cells through tools/test.py with the checkpoint
         assert record['results'] == json.loads(single.read_text())['results']
     assert record['summary']['accuracy/top1']['pc']['cells'] == 1
+    assert headline['corruptions/accuracy/top1/P'] == record['results']['clean']['0']['accuracy/top1']
+
+
+class LifecycleRecorder(Hook):
+    """Counts the runner's hook calls; records the dataloader length hooks see in each test epoch."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+        self.epoch_sizes: list[int] = []
+
+    def _count(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def before_run(self, runner) -> None:
+        self._count('before_run')
+
+    def after_run(self, runner) -> None:
+        self._count('after_run')
+
+    def after_load_checkpoint(self, runner, checkpoint) -> None:
+        self._count('after_load_checkpoint')
+
+    def before_test(self, runner) -> None:
+        self._count('before_test')
+
+    def after_test(self, runner) -> None:
+        self._count('after_test')
+
+    def before_test_epoch(self, runner) -> None:
+        self._count('before_test_epoch')
+        self.epoch_sizes.append(len(runner.test_dataloader.dataset))
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        self._count('after_test_epoch')
+        assert 'accuracy/top1' in metrics
+
+
+def test_runner_owns_the_lifecycle(trained):
+    """runner.test() sets hooks up once, reads the checkpoint once; each cell is one test epoch."""
+    runner = corruption_runner(trained, trained['tmp'] / 'work_lifecycle', ['contrast'], [1, 2])
+    recorder = LifecycleRecorder()
+    runner.register_hook(recorder)
+    runner.test()
+    assert recorder.calls == dict(before_run=1, after_load_checkpoint=1, before_test=1, before_test_epoch=3,
+                                  after_test_epoch=3, after_test=1, after_run=1)
+    assert recorder.epoch_sizes == [12, 12, 12]
+    assert runner.test_dataloader.dataset is runner.test_loop.dataloader.dataset  # the clean set is back
+
+
+def test_config_declares_the_benchmark(trained):
+    """test_cfg in a config runs the same benchmark as the tools/test.py flags."""
+    config = write_config(trained['tmp'], 'declared.py', f"""
+        _base_ = ['{trained['config']}']
+        test_cfg = dict(type='CorruptionTestLoop', corruptions=['contrast'], severities=[2])
+        """)
+    declared, flags = trained['tmp'] / 'work_declared', trained['tmp'] / 'work_flags'
+    TEST_TOOL.main([config, trained['ckpt'], '--work-dir', str(declared)])
+    TEST_TOOL.main([trained['config'], trained['ckpt'], '--work-dir', str(flags), '--corruptions', 'contrast',
+                    '--severities', '2'])
+    a, b = (json.loads((d / 'robustness.json').read_text()) for d in (declared, flags))
+    assert a['results'] == b['results'] and set(a['results']) == {'clean', 'contrast'}
+
+
+def test_robustness_validation_while_training(trained):
+    """RobustnessValLoop: mPC next to top-1 in every validation, the best checkpoint by mPC, scalars for
+    the visualizer; its cells score what the corruption benchmark scores on the same model."""
+    config = write_config(trained['tmp'], 'val_robust.py', f"""
+        _base_ = ['{trained['config']}']
+        train_cfg = dict(max_epochs=2, val_interval=1)
+        val_cfg = dict(type='RobustnessValLoop', corruptions=['contrast', 'gaussian_noise'], severities=[1, 3])
+        default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=1, save_best='robustness/mPC',
+                                             rule='greater'))
+        """)
+    cfg = Config.fromfile(config)
+    cfg.work_dir = str(trained['tmp'] / 'work_val')
+    runner = build_runner(cfg)
+    runner.train()
+    history = runner.message_hub.log_scalars
+    mpc = history['val/robustness/mPC'].data[0]
+    assert len(mpc) == 2  # one per validation
+    cells = {k: history[f'val/robustness/{k}'].data[0][-1] for k in
+             ('contrast_1', 'contrast_3', 'gaussian_noise_1', 'gaussian_noise_3')}
+    assert mpc[-1] == pytest.approx(np.mean(list(cells.values())))
+    clean = history['val/accuracy/top1'].data[0][-1]
+    assert history['val/robustness/rPC'].data[0][-1] == pytest.approx(100 * mpc[-1] / clean)
+    best = list(Path(cfg.work_dir).glob('best_robustness_mPC_epoch_*.pth'))
+    assert len(best) == 1 and int(best[0].stem.rsplit('_', 1)[1]) == 1 + int(np.argmax(mpc))
+    scalars = [json.loads(line) for line in next(Path(cfg.work_dir).rglob('vis_data/scalars.json')).open()]
+    validations = [s for s in scalars if 'robustness/mPC' in s]
+    assert [v['robustness/mPC'] for v in validations] == pytest.approx(list(mpc))
+    assert all('accuracy/top1' in v for v in validations)
+    # the same cells through the corruption benchmark on the last model
+    runner = corruption_runner(trained, trained['tmp'] / 'work_val_check', ['contrast', 'gaussian_noise'], [1, 3],
+                               load_from=False)
+    runner.load_checkpoint(str(Path(cfg.work_dir) / 'epoch_2.pth'))
+    runner.test()
+    results = runner.test_loop.results['corruptions']['results']
+    assert results['clean']['0']['accuracy/top1'] == pytest.approx(clean)
+    for key, value in cells.items():
+        corruption, severity = key.rsplit('_', 1)
+        assert results[corruption][severity]['accuracy/top1'] == pytest.approx(value)
+
+
+def test_robustness_validation_refuses_bad_input(trained):
+    cfg = Config.fromfile(trained['config'])
+    cfg.work_dir = str(trained['tmp'] / 'work_val_bad')
+    cfg.val_cfg = dict(type='RobustnessValLoop', corruptions=['rain'])
+    with pytest.raises(ValueError, match="unknown corruption 'rain'"):
+        build_runner(cfg).val_loop
+    cfg.val_cfg = dict(type='RobustnessValLoop', severities=[0])
+    with pytest.raises(ValueError, match='at least one severity'):
+        build_runner(cfg).val_loop

@@ -130,7 +130,7 @@ def test_detector_ground_truth_untouched(mask_rcnn):
 
 def test_ood_refused_on_a_detector(mask_rcnn, monkeypatch):
     monkeypatch.setattr(_TestLoop, 'run', lambda self: pytest.fail('evaluation started'))
-    with pytest.raises(SystemExit, match='--ood evaluates ImageNet classifiers'):
+    with pytest.raises(ValueError, match='--ood does not apply to detectors or segmentors'):
         TEST_TOOL.main([mask_rcnn['config'], mask_rcnn['ckpt'], '--ood', 'imagenet-r',
                         '--work-dir', str(mask_rcnn['tmp'] / 'work_ood')])
 

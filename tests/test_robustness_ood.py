@@ -1,4 +1,4 @@
-"""OOD classification benchmarks: class lists, 200-class masking, dataset folder rules, evaluate_ood."""
+"""OOD classification benchmarks: class lists, 200-class masking, dataset folder rules, the OOD test loop."""
 from __future__ import annotations
 
 import json
@@ -17,7 +17,7 @@ from mmdat.apis import build_runner
 from mmdat.datasets import ImageNetA, ImageNetR, ImageNetSketch, ImageNetV2, StylizedImageNet
 from mmdat.datasets.imagenet_lists import imagenet_1k_wnids, subset_indices, subset_wnids
 from mmdat.evaluation.metrics import SubsetAccuracy
-from mmdat.robustness.ood import OOD_BENCHMARKS, OOD_TEST_PIPELINE, evaluate_ood
+from mmdat.robustness.ood import OOD_BENCHMARKS, OOD_TEST_PIPELINE
 
 WNIDS = imagenet_1k_wnids()
 R_IDX, A_IDX = subset_indices('imagenet-r'), subset_indices('imagenet-a')
@@ -305,17 +305,29 @@ def underflow_checkpoint(fixed_ranking_checkpoint, tmp_path_factory) -> str:
     return str(path)
 
 
-def test_evaluate_ood_ranks_logits_where_the_softmax_underflows(tmp_path, tiny_r, underflow_checkpoint):
-    runner = build_runner(tiny_classifier_config(tmp_path / 'work', load_from=underflow_checkpoint))
-    results = evaluate_ood(runner, ['imagenet-r'], data_roots={'imagenet-r': str(tiny_r)})
+def evaluate_ood(cfg: Config, names, data_roots=None, out_dir=None) -> dict:
+    """``runner.test()`` with an ``OODTestLoop``: the per-benchmark results of the loop."""
+    cfg.test_cfg = dict(type='OODTestLoop', benchmarks=names, data_roots=data_roots, out_dir=out_dir)
+    runner = build_runner(cfg)
+    flat = runner.test()
+    results = runner.test_loop.results['ood']
+    assert flat == {f'ood/{n}/{k}': v for n, metrics in results.items() for k, v in metrics.items()}
+    return results
+
+
+def test_ood_loop_ranks_logits_where_the_softmax_underflows(tmp_path, tiny_r, underflow_checkpoint):
+    cfg = tiny_classifier_config(tmp_path / 'work', load_from=underflow_checkpoint)
+    results = evaluate_ood(cfg, ['imagenet-r'], data_roots={'imagenet-r': str(tiny_r)})
     assert results['imagenet-r'] == pytest.approx({'accuracy/top1': 200 / 3, 'accuracy/top5': 100.0})
+    # out_dir defaults to the work dir
+    assert json.loads((tmp_path / 'work' / 'ood.json').read_text())['results'] == results
 
 
-def test_evaluate_ood_end_to_end(tmp_path, tiny_r, tiny_v2, fixed_ranking_checkpoint):
-    runner = build_runner(tiny_classifier_config(tmp_path / 'work', load_from=fixed_ranking_checkpoint))
+def test_ood_loop_end_to_end(tmp_path, tiny_r, tiny_v2, fixed_ranking_checkpoint):
+    cfg = tiny_classifier_config(tmp_path / 'work', load_from=fixed_ranking_checkpoint)
     out_dir = tmp_path / 'out'
     roots = {'imagenet-r': str(tiny_r), 'imagenet-v2': str(tiny_v2)}
-    results = evaluate_ood(runner, ['imagenet-r', 'imagenet-v2'], data_roots=roots, out_dir=str(out_dir))
+    results = evaluate_ood(cfg, ['imagenet-r', 'imagenet-v2'], data_roots=roots, out_dir=str(out_dir))
     # ImageNet-R: the 1000-way arg-max is always OUTSIDE; restricted to the 200 classes it is R_BEST
     # (2 of the 3 images), and R_SECOND (the third image) comes second: top-5 = 100
     assert results['imagenet-r'] == pytest.approx({'accuracy/top1': 200 / 3, 'accuracy/top5': 100.0})
@@ -330,13 +342,27 @@ def test_evaluate_ood_end_to_end(tmp_path, tiny_r, tiny_v2, fixed_ranking_checkp
     assert '| ImageNetV2 | 50.00 |' in table
 
 
-def test_evaluate_ood_after_the_runners_own_test(tmp_path, tiny_v2, fixed_ranking_checkpoint):
-    cfg = tiny_classifier_config(tmp_path / 'work', load_from=fixed_ranking_checkpoint)
-    cfg.test_dataloader.dataset = dict(type='ImageNetV2', data_root=str(tiny_v2), pipeline=list(OOD_TEST_PIPELINE))
-    runner = build_runner(cfg)
-    assert runner.test()['accuracy/top1'] == pytest.approx(50.0)
-    results = evaluate_ood(runner, 'imagenet-v2', data_roots={'imagenet-v2': str(tiny_v2)})
-    assert results['imagenet-v2']['accuracy/top1'] == pytest.approx(50.0)
+def test_ood_loop_declared_in_a_config(tmp_path, tiny_v2, fixed_ranking_checkpoint):
+    """A config states the benchmark as its test loop; its own test set (data_root='unused') is never built."""
+    model = tiny_classifier_config(tmp_path).model
+    config = write_config(tmp_path, 'ood_loop.py', f"""
+        custom_imports = dict(imports=['mmdat'], allow_failed_imports=False)
+        default_scope = 'mmpretrain'
+        model = {model.to_dict()!r}
+        data_preprocessor = dict(type='ClsDataPreprocessor', num_classes=1000, mean=[123.675, 116.28, 103.53],
+                                 std=[58.395, 57.12, 57.375], to_rgb=True)
+        test_dataloader = dict(batch_size=2, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+                               dataset=dict(type='CustomDataset', data_root='unused', pipeline=[]))
+        test_evaluator = dict(type='Accuracy')
+        test_cfg = dict(type='OODTestLoop', benchmarks=['imagenet-v2'], data_roots={{'imagenet-v2': '{tiny_v2}'}})
+        work_dir = '{tmp_path / "work"}'
+        load_from = '{fixed_ranking_checkpoint}'
+        log_level = 'WARNING'
+        """)
+    runner = build_runner(Config.fromfile(config))
+    metrics = runner.test()
+    assert set(metrics) == {'ood/imagenet-v2/accuracy/top1', 'ood/imagenet-v2/accuracy/top5'}
+    assert metrics['ood/imagenet-v2/accuracy/top1'] == pytest.approx(50.0)
 
 
 def plain(value):
@@ -377,35 +403,33 @@ def test_base_dataset_config_as_base_of_a_test_config(request, tmp_path, name, d
     assert build_runner(Config.fromfile(config)).test()['accuracy/top1'] == pytest.approx(top1)
 
 
-def test_evaluate_ood_bad_inputs(tmp_path, tiny_r, tiny_v2):
-    runner = build_runner(tiny_classifier_config(tmp_path / 'work'))
+def test_ood_loop_bad_inputs(tmp_path, tiny_r, tiny_v2):
+    cfg = tiny_classifier_config(tmp_path / 'work')
     roots = {'imagenet-r': str(tiny_r), 'imagenet-v2': str(tiny_v2)}
     with pytest.raises(ValueError, match="unknown OOD benchmark.*'imagenet-c'.*imagenet-r, imagenet-a"):
-        evaluate_ood(runner, ['imagenet-r', 'imagenet-c'], roots)
+        evaluate_ood(cfg, ['imagenet-r', 'imagenet-c'], roots)
     with pytest.raises(ValueError, match='no OOD benchmark given'):
-        evaluate_ood(runner, [], roots)
+        evaluate_ood(cfg, [], roots)
     with pytest.raises(ValueError, match="data_roots names unknown benchmark.*'imagenet_r'"):
-        evaluate_ood(runner, ['imagenet-r'], {'imagenet_r': str(tiny_r)})
+        evaluate_ood(cfg, ['imagenet-r'], {'imagenet_r': str(tiny_r)})
     with pytest.raises(ValueError, match=r"folder\(s\) not found: imagenet-a: 'data/imagenet-a'"):
-        evaluate_ood(runner, ['imagenet-r', 'imagenet-a'], roots)
+        evaluate_ood(cfg, ['imagenet-r', 'imagenet-a'], roots)
     # a wrong folder for one benchmark stops the run before the first benchmark is evaluated
     out_dir = tmp_path / 'out'
     with pytest.raises(ValueError, match='ImageNetV2: class folders must be named by their ImageNet-1k index'):
-        evaluate_ood(runner, ['imagenet-r', 'imagenet-v2'], dict(roots, **{'imagenet-v2': str(tiny_r)}),
+        evaluate_ood(cfg, ['imagenet-r', 'imagenet-v2'], dict(roots, **{'imagenet-v2': str(tiny_r)}),
                      out_dir=str(out_dir))
     assert not out_dir.exists()
 
-    ten_way = build_runner(tiny_classifier_config(tmp_path / 'work10', num_classes=10))
     with pytest.raises(ValueError, match="ImageNet-1k classifier .* head has 10 classes"):
-        evaluate_ood(ten_way, ['imagenet-r'], roots)
+        evaluate_ood(tiny_classifier_config(tmp_path / 'work10', num_classes=10), ['imagenet-r'], roots)
 
 
 @pytest.mark.parametrize('config', ['faster-rcnn-tiny_dat_shapes.py', 'fcn-tiny_dat_shapes.py'])
-def test_evaluate_ood_refuses_detectors_and_segmentors(tmp_path, tiny_r, config):
+def test_ood_loop_refuses_detectors_and_segmentors(tmp_path, tiny_r, config):
     pytest.importorskip('mmcv.ops')
     cfg = Config.fromfile(str(REPO / 'configs/demo' / config))
     cfg.work_dir = str(tmp_path / 'work')
     cfg.custom_hooks = []  # no VQGAN needed to test
-    runner = build_runner(cfg)
     with pytest.raises(ValueError, match='does not apply to detectors or segmentors'):
-        evaluate_ood(runner, ['imagenet-r'], {'imagenet-r': str(tiny_r)})
+        evaluate_ood(cfg, ['imagenet-r'], {'imagenet-r': str(tiny_r)})

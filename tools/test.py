@@ -8,8 +8,10 @@
     python tools/test.py --report work_dirs/x/robustness.json      # table + plot of a finished run
     tools/dist_test.sh CONFIG CHECKPOINT GPUS [same options]
 
-Corruption results go to <work dir>/robustness.json after every (corruption, severity) cell;
-running the same command again resumes. See "Robustness benchmarks" in README.md.
+The robustness flags only set ``test_cfg`` to a ``RobustnessTestLoop`` (mmdat/robustness/loops.py);
+the same benchmark can be written in a config. Corruption results go to <work dir>/robustness.json
+after every (corruption, severity) cell; running the same command again resumes. See "Robustness
+benchmarks" in README.md.
 """
 from __future__ import annotations
 
@@ -18,8 +20,7 @@ from pathlib import Path
 
 from mmdat.apis import add_common_args, build_runner, finish_tool, load_config
 from mmdat.datasets.transforms import CORRUPTION_GROUPS, resolve_corruptions
-from mmdat.robustness import (OOD_BENCHMARKS, RESULT_FILE, evaluate_ood, load_record, resolve_severities,
-                              run_corruption_benchmark, task_family, write_report)
+from mmdat.robustness import OOD_BENCHMARKS, RESULT_FILE, load_record, resolve_severities, write_report
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -108,39 +109,44 @@ def _name_path(item: str) -> tuple[str, str]:
     return name, path
 
 
-def main(argv=None) -> None:
+def robustness_test_cfg(args: argparse.Namespace) -> dict | None:
+    """``test_cfg`` of the robustness flags (a :class:`~mmdat.robustness.RobustnessTestLoop`), or None."""
+    if not args.corruptions and not args.ood:
+        return None
+    loop = dict(type='RobustnessTestLoop')
+    if args.corruptions:
+        loop['corruptions'] = dict(corruptions=args.corruptions, severities=args.severities, seed=args.seed,
+                                   source=args.corruption_root, legacy_bgr=args.legacy_bgr,
+                                   imagenet_c_resize=args.imagenet_c_resize,
+                                   imagenet_c_protocol=args.imagenet_c_protocol, out=args.out)
+    if args.ood:
+        loop['ood'] = dict(benchmarks=args.ood, data_roots=args.ood_roots)
+    return loop
+
+
+def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.report is not None:
         path = Path(args.report) if args.report else Path(args.work_dir or load_config(args).work_dir) / RESULT_FILE
         print(write_report(load_record(path), path))
-        return
+        return {}
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
     if args.workers is not None:
         cfg.test_dataloader.num_workers = args.workers
         cfg.test_dataloader.persistent_workers = args.workers > 0 and cfg.test_dataloader.get(
             'persistent_workers', False)
-    if args.out:
+    robustness = robustness_test_cfg(args)
+    if robustness is not None:
+        cfg.test_cfg = dict(cfg.get('test_cfg') or {}, **robustness)
+    elif args.out:  # as mmpretrain's and mmdet's tools: one more metric dumps the predictions
         cfg.test_evaluator = [*([cfg.test_evaluator] if isinstance(cfg.test_evaluator, dict)
                                 else cfg.test_evaluator),
                               dict(type='DumpResults', out_file_path=args.out)]
-    runner = build_runner(cfg)
-    if not args.corruptions and not args.ood:
-        print(runner.test())
-        return
-    corruption = dict(seed=args.seed, source=args.corruption_root, legacy_bgr=args.legacy_bgr,
-                      imagenet_c_resize=args.imagenet_c_resize, imagenet_c_protocol=args.imagenet_c_protocol,
-                      out=args.out)
-    if args.ood:
-        task = task_family(runner)
-        if task != 'classification':
-            raise SystemExit(f'--ood evaluates ImageNet classifiers; {args.config} is a {task} config')
-        if args.corruptions:  # every input checked before the first evaluation
-            run_corruption_benchmark(runner, args.corruptions, args.severities, cfg.work_dir, check_only=True,
-                                     **corruption)
-        evaluate_ood(runner, args.ood, args.ood_roots, cfg.work_dir)  # logs its table, writes ood.json/.md
-    if args.corruptions:
-        run_corruption_benchmark(runner, args.corruptions, args.severities, cfg.work_dir, **corruption)
+    metrics = build_runner(cfg).test()
+    if robustness is None:
+        print(metrics)
+    return metrics
 
 
 if __name__ == '__main__':

@@ -10,6 +10,8 @@ its work dir:
 * ``results.json`` (every number) and ``results.txt`` (the side-by-side table),
 * ``dat_examples.png``: clean / VQGAN reconstruction / adversarial triplets of the DAT run,
 * ``accuracy_vs_severity.png``: the metric of every model against the corruption severity,
+* ``validation_mpc.png``: every model's clean validation metric and validation mPC over training,
+  when the config validates with a ``RobustnessValLoop`` (the classification demo does),
 * ``plain/``, ``recon/``, ``dat/``: the runs' logs, checkpoints, robustness results and training
   curves (``curves.json``: clean and adversarial loss, DAT statistics),
 * ``pretrain/`` (detection): the classification pretraining of the detector's backbone, reused by
@@ -38,7 +40,7 @@ import torch
 
 from mmdat.datasets import make_shapes_ade20k, make_shapes_classification, make_shapes_coco
 from mmdat.datasets.transforms.corruption import BENCHMARK_CORRUPTIONS, resolve_corruptions
-from mmdat.robustness import RESULT_FILE, run_corruption_benchmark
+from mmdat.robustness import RESULT_FILE
 from .runner import build_runner
 
 __all__ = ['DEMO_TASKS', 'DEMO_MODELS', 'BENCHMARK_CORRUPTIONS', 'DemoTask', 'PretrainStage', 'DemoProgressHook',
@@ -187,7 +189,8 @@ def build_demo_data(task: str, data_root: Union[str, Path], seed: int = 0, num_t
 
 def demo_config(task: str, work_dir: Union[str, Path], data_root: Union[str, Path], dat: Union[bool, str],
                 cfg_options: Optional[dict] = None, seed: int = 0, verbose: bool = False,
-                pretrained: Optional[Union[str, Path]] = None) -> Config:
+                pretrained: Optional[Union[str, Path]] = None, corruptions: Optional[Sequence[str]] = None,
+                severities: Sequence[int] = (1, 2, 3, 4, 5)) -> Config:
     """The demo config of ``task`` pointed at ``data_root``, for one of :data:`DEMO_MODELS`.
 
     Args:
@@ -201,6 +204,9 @@ def demo_config(task: str, work_dir: Union[str, Path], data_root: Union[str, Pat
         verbose: keep mmengine's INFO logging (default: warnings only; the demo prints progress).
         pretrained: backbone weights (:func:`pretrain_backbone`) to initialise ``model.backbone``
             with; tasks with a pretraining stage need them unless ``cfg_options`` set an init.
+        corruptions: when given, ``test_cfg`` becomes a ``CorruptionTestLoop`` over these corruptions
+            and ``severities`` (seeded with ``seed``): ``runner.test()`` runs the robustness benchmark.
+        severities: severities of that benchmark. Defaults to 1..5.
     """
     name = _model_name(dat)
     spec = _task(task)
@@ -225,13 +231,17 @@ def demo_config(task: str, work_dir: Union[str, Path], data_root: Union[str, Pat
         cfg.visualizer.name = f'mmdat_demo_{name.lower()}_{time.time_ns()}'
     cfg.randomness = dict(seed=seed)
     cfg.log_level = 'INFO' if verbose else 'WARNING'
+    if corruptions:
+        cfg.test_cfg = dict(type='CorruptionTestLoop', corruptions=list(corruptions),
+                            severities=[int(v) for v in severities], seed=seed)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
 
 
 class DemoProgressHook(Hook):
-    """One line per epoch (or per ``interval`` iterations of iteration-based loops) with loss and ETA.
+    """One line per epoch (or per ``interval`` iterations of iteration-based loops) with loss and ETA,
+    and one per validation; :attr:`validations` keeps every validation's epoch, iteration and metrics.
 
     Args:
         label: name of the run in the lines.
@@ -247,6 +257,7 @@ class DemoProgressHook(Hook):
         self.interval = int(interval)
         self._start = 0.0
         self._start_iter = 0
+        self.validations: list[dict] = []
 
     def before_train(self, runner) -> None:
         self._start = time.perf_counter()
@@ -278,7 +289,11 @@ class DemoProgressHook(Hook):
     def after_val_epoch(self, runner, metrics: Optional[dict] = None) -> None:
         if metrics:
             values = {k: v.item() if hasattr(v, 'item') else v for k, v in metrics.items()}  # numpy/torch scalars
-            shown = ', '.join(f'{k} {v:.4g}' for k, v in values.items() if isinstance(v, numbers.Real))
+            values = {k: float(v) for k, v in values.items() if isinstance(v, numbers.Real)}
+            self.validations.append(dict(epoch=runner.epoch, iter=runner.iter, metrics=values))
+            # the per-cell scalars of a RobustnessValLoop stay in the log and curves.json, not in this line
+            shown = ', '.join(f'{k} {v:.4g}' for k, v in values.items()
+                              if not k.startswith('robustness/') or k in ('robustness/mPC', 'robustness/rPC'))
             self.log(f'[{self.label}] validation: {shown}')
 
 
@@ -314,39 +329,30 @@ def _progress_logging(enabled: bool):
             handler.removeFilter(flt)
 
 
-def evaluate_corruptions(runner, metric: str, corruptions: Sequence[str], severities: Sequence[int],
-                         work_dir: Union[str, Path], seed: int = 0, quiet: bool = True) -> dict:
-    """Clean and corrupted test results of a trained runner, through the robustness benchmark.
+def evaluate_corruptions(runner, metric: str, quiet: bool = True) -> dict:
+    """Clean and corrupted test results of a trained runner whose ``test_cfg`` is a ``CorruptionTestLoop``.
 
-    Calls :func:`mmdat.robustness.run_corruption_benchmark` on the runner's last checkpoint
-    (corruptions applied on the fly right after image loading, seeded per image: both demo models
-    see the same corrupted images); it writes ``<work_dir>/robustness.json`` and its report.
+    ``runner.test()`` runs the benchmark on the runner's model as training left it (the last
+    checkpoint's weights; corruptions applied on the fly right after image loading, seeded per
+    image: every demo model sees the same corrupted images) and writes ``robustness.json`` and its
+    report into the runner's work dir.
 
     Args:
-        runner: a trained runner (its ``work_dir`` holds ``last_checkpoint``).
+        runner: a trained runner built from :func:`demo_config` with ``corruptions``.
         metric: the metric to return (a key of the test evaluator's results).
-        corruptions: imagecorruptions names.
-        severities: severities in 1..5.
-        work_dir: where the benchmark's files go.
-        seed: corruption seed. Defaults to 0.
         quiet: show only the benchmark's per-cell progress lines of its log. Defaults to True.
 
     Returns:
         dict(clean=value, corruptions={name: {severity: value}}).
     """
-    last = Path(runner.work_dir) / 'last_checkpoint'
-    if not last.is_file():
-        raise FileNotFoundError(f'{last} not found: the run saved no checkpoint to evaluate')
-    runner.cfg.load_from = last.read_text().strip()
     with _progress_logging(quiet):
-        record = run_corruption_benchmark(runner, list(corruptions), [int(s) for s in severities], work_dir,
-                                          seed=seed)
-    results = record['results']
+        runner.test()
+    results = runner.test_loop.results['corruptions']['results']
     if metric not in results['clean']['0']:
         raise KeyError(f'the test evaluator reported no {metric!r}: {sorted(results["clean"]["0"])}')
     return dict(clean=float(results['clean']['0'][metric]),
-                corruptions={c: {int(s): float(results[c][str(s)][metric]) for s in severities}
-                             for c in corruptions})
+                corruptions={c: {int(s): float(row[s][metric]) for s in row}
+                             for c, row in results.items() if c != 'clean'})
 
 
 def summarize(results: Mapping[str, dict], scale: float = 1.0) -> dict:
@@ -437,6 +443,46 @@ def plot_severity(summary: Mapping[str, dict], metric_name: str, path: Union[str
     return path
 
 
+MPC_KEY = 'robustness/mPC'
+
+
+def plot_validation_curves(validations: Mapping[str, Sequence[dict]], metric: str, metric_name: str,
+                           path: Union[str, Path], scale: float = 1.0) -> Optional[Path]:
+    """PNG of every model's clean validation metric and validation mPC (``RobustnessValLoop``) over training.
+
+    ``validations`` maps model name -> the ``validation`` list of its ``curves.json`` (see
+    :func:`train_model`). Returns None when no model's validations report ``robustness/mPC``.
+    """
+    runs = {name: [v for v in rows if MPC_KEY in v['metrics'] and metric in v['metrics']]
+            for name, rows in validations.items()}
+    runs = {name: rows for name, rows in runs.items() if rows}
+    if not runs:
+        return None
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    by_epoch = all(v['epoch'] > 0 for rows in runs.values() for v in rows)
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=100)
+    for (name, rows), colour in zip(runs.items(), ('tab:gray', 'tab:red', 'tab:blue', 'tab:green')):
+        xs = [v['epoch'] if by_epoch else v['iter'] for v in rows]
+        ax.plot(xs, [v['metrics'][metric] * scale for v in rows], 'o--', color=colour, lw=1.2, alpha=0.7,
+                label=f'{name} clean')
+        ax.plot(xs, [v['metrics'][MPC_KEY] * scale for v in rows], 'o-', color=colour, lw=2,
+                label=f'{name} mPC')
+    some = next(iter(runs.values()))[0]['metrics']
+    cells = sorted(k[len('robustness/'):] for k in some if k.startswith('robustness/') and k[-2] == '_')
+    ax.set_xlabel('epoch' if by_epoch else 'iteration')
+    ax.set_ylabel(f'validation {metric_name} (%)')
+    ax.set_title(f'validation: clean (dashed) and mPC over {len(cells)} corruption cells (solid)', fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def save_dat_examples(run_dir: Union[str, Path], path: Union[str, Path], scale: int = 4) -> Optional[Path]:
     """The last clean / reconstruction / adversarial grid that DATHook sent to the visualizer, as a PNG.
 
@@ -470,12 +516,15 @@ def save_dat_examples(run_dir: Union[str, Path], path: Union[str, Path], scale: 
 def train_model(cfg: Config, label: str, log: Log = _print, progress_interval: int = 50):
     """Build the runner of ``cfg``, train it with a :class:`DemoProgressHook`; returns the runner.
 
-    The training curves (:func:`training_curves`) are written to ``<work_dir>/curves.json``.
+    The training curves (:func:`training_curves`) and every validation's metrics (``validation``:
+    a list of ``dict(epoch, iter, metrics)``) are written to ``<work_dir>/curves.json``.
     """
     runner = build_runner(cfg)
-    runner.register_hook(DemoProgressHook(label, log, progress_interval))
+    progress = DemoProgressHook(label, log, progress_interval)
+    runner.register_hook(progress)
     runner.train()
     curves = training_curves(runner.message_hub)
+    curves['validation'] = progress.validations
     (Path(runner.work_dir) / CURVES_FILE).write_text(json.dumps(curves))
     return runner
 
@@ -697,25 +746,26 @@ def run_demo(task: str = 'cls', work_dir: Union[str, Path] = 'work_dirs/demo/cls
             pretrained = pretrain_backbone(task, work_dir / 'pretrain', seed, verbose=verbose, log=log, **options)
         times['pretrain'] = time.perf_counter() - t
 
-    raw, diagnostics = {}, {}
+    raw, diagnostics, validations = {}, {}, {}
     for name in models:
         run_dir = work_dir / name.lower()
         quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(_LogLinesOnly(sys.stdout))
         with quiet:
             t = time.perf_counter()
             cfg = demo_config(task, run_dir, data_root, name, cfg_options, seed, verbose,
-                              pretrained=pretrained['checkpoint'] if pretrained else None)
+                              pretrained=pretrained['checkpoint'] if pretrained else None,
+                              corruptions=corruptions, severities=severities)
             log(f'[demo] training the {name} model ({spec.config}, {_MODEL_DESCRIPTIONS[name]})')
             runner = train_model(cfg, name, log)
             times[f'train {name}'] = time.perf_counter() - t
-            diagnostics[name] = json.loads((run_dir / CURVES_FILE).read_text())['summary']
+            curves = json.loads((run_dir / CURVES_FILE).read_text())
+            diagnostics[name], validations[name] = curves['summary'], curves['validation']
             t = time.perf_counter()
             # the benchmark resumes from a record of the same checkpoint path: a new model must not reuse it
             (run_dir / RESULT_FILE).unlink(missing_ok=True)
             log(f'[demo] evaluating the {name} model: clean, then {len(corruptions)} corruptions x '
                 f'severities {",".join(map(str, severities))}')
-            raw[name] = evaluate_corruptions(runner, spec.metric, corruptions, severities, run_dir,
-                                             seed=seed, quiet=not verbose)
+            raw[name] = evaluate_corruptions(runner, spec.metric, quiet=not verbose)
             times[f'evaluate {name}'] = time.perf_counter() - t
             del runner
         corrupted = np.mean([v for row in raw[name]['corruptions'].values() for v in row.values()])
@@ -727,6 +777,8 @@ def run_demo(task: str = 'cls', work_dir: Union[str, Path] = 'work_dirs/demo/cls
     table = format_table(summary, spec.metric_name)
     files = dict(results=work_dir / 'results.json', table=work_dir / 'results.txt',
                  severity_plot=plot_severity(summary, spec.metric_name, work_dir / 'accuracy_vs_severity.png'),
+                 mpc_curves=plot_validation_curves(validations, spec.metric, spec.metric_name,
+                                                   work_dir / 'validation_mpc.png', spec.metric_scale),
                  dat_examples=save_dat_examples(work_dir / 'dat', work_dir / 'dat_examples.png')
                  if 'DAT' in models else None)
     times['total'] = time.perf_counter() - t0
@@ -738,14 +790,20 @@ def run_demo(task: str = 'cls', work_dir: Union[str, Path] = 'work_dirs/demo/cls
     files['table'].write_text(header + '\n' + table + '\n')
     out = dict(task=task, metric=spec.metric, metric_name=spec.metric_name, seed=seed, models=models,
                corruptions=list(corruptions), severities=[int(s) for s in severities],
-               summary=summary, table=table, diagnostics=diagnostics, seconds=times,
+               summary=summary, table=table, diagnostics=diagnostics, validation=validations, seconds=times,
                files={k: (str(v) if v is not None else None) for k, v in files.items()})
     if pretrained is not None:
         out['pretrain'] = pretrained
     files['results'].write_text(json.dumps(out, indent=1))
     log(f'\n{header}\n{table}\n')
+    for name, rows in validations.items():
+        shown = [f'{v["epoch"] or v["iter"]}: {v["metrics"][MPC_KEY] * spec.metric_scale:.1f}'
+                 for v in rows if MPC_KEY in v['metrics']]
+        if shown:
+            log(f'[demo] {name}: validation mPC ({"epoch" if rows[0]["epoch"] else "iteration"}: value) '
+                + ', '.join(shown))
     log('[demo] time: ' + ', '.join(f'{k} {v:.0f}s' for k, v in times.items()))
-    for key in ('dat_examples', 'severity_plot', 'table', 'results'):
+    for key in ('dat_examples', 'severity_plot', 'mpc_curves', 'table', 'results'):
         log(f'[demo] {key.replace("_", " ")}: {files[key] if files[key] is not None else "none written"}')
     return out
 

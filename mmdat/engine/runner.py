@@ -5,9 +5,8 @@ import os
 from typing import Callable, Union
 
 import torch
-from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.runner import CheckpointLoader, Runner
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
 from mmdat.utils.checkpoint_safety import CheckpointSecurityError, load_mmengine_checkpoint
@@ -28,13 +27,19 @@ class CheckpointSafeRunner(Runner):
 
     def load_checkpoint(self, filename: str, map_location: Union[str, Callable] = 'cpu',
                         strict: bool = False, revise_keys: list = [(r'^module.', '')]):
-        checkpoint = _load_safely(filename, map_location)
-        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-        model = self.model.module if is_model_wrapper(self.model) else self.model
-        checkpoint = _load_checkpoint_to_model(model, checkpoint, strict, revise_keys=revise_keys)
-        self._has_loaded = True
-        self.logger.info(f'Load checkpoint from {filename}')
-        return checkpoint
+        """mmengine's ``Runner.load_checkpoint`` (hooks, key revision, bookkeeping), reading the file
+        through :data:`SAFE_SCHEME`, mmdat's restricted loader."""
+        return super().load_checkpoint(SAFE_SCHEME + os.fspath(filename), map_location, strict, revise_keys)
+
+
+#: mmengine's checkpoint loaders are chosen by path prefix: this one reads the path after it safely
+SAFE_SCHEME = 'mmdat-safe://'
+
+
+@CheckpointLoader.register_scheme(prefixes=SAFE_SCHEME, force=True)
+def load_from_mmdat_safe(filename: str, map_location: Union[str, Callable]) -> dict:
+    """The checkpoint loader of :data:`SAFE_SCHEME` paths (only :class:`CheckpointSafeRunner` makes them)."""
+    return _load_safely(filename[len(SAFE_SCHEME):], map_location)
 
 
 def load_model_checkpoint(model: torch.nn.Module, filename: str, map_location: str = 'cpu',

@@ -1,6 +1,7 @@
-"""Corruption benchmarks (ImageNet-C, COCO-C, ADE20K-C) on a built mmengine ``Runner``.
+"""Corruption benchmarks (ImageNet-C, COCO-C, ADE20K-C) inside an mmengine test loop.
 
-:func:`run_corruption_benchmark` evaluates the runner's checkpoint on the clean test set
+:class:`CorruptionBenchmark` (run by ``test_cfg=dict(type='CorruptionTestLoop', ...)``, see
+:mod:`mmdat.robustness.loops`) evaluates the runner's model on the clean test set
 (severity 0, always) and on every (corruption, severity) cell, from one of four sources:
 
 * on the fly at original resolution (``source=None``): :class:`~mmdat.datasets.transforms.ImageCorruption`
@@ -36,13 +37,14 @@ from typing import Optional, Sequence, Union
 
 from mmengine.dist import barrier, broadcast_object_list, is_main_process
 from mmengine.logging import print_log
+from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mmdat.datasets.transforms.corruption import MIN_SIDE, resolve_corruptions
 from .report import (RESULT_FILE, atomic_write_json, load_record, source_description, summarize_record,
                      write_report)
 
-__all__ = ['run_corruption_benchmark', 'resolve_severities', 'task_family', 'insert_corruption',
+__all__ = ['CorruptionBenchmark', 'CheckpointFitCheck', 'resolve_severities', 'task_family', 'insert_corruption',
            'find_unfit_images', 'no_prediction_metrics', 'RESULT_FILE']
 
 # Transforms that change the geometry of classification inputs: dropped for the released
@@ -445,31 +447,26 @@ def _load_previous(path: Path, settings: dict) -> dict:
     return record
 
 
-def _set_dump_paths(runner, out: Optional[str], cell: str) -> None:
-    """Give every cell its own predictions file (mmdet's tool overwrote one file on every pass)."""
-    if not out:
-        return
-    stem, ext = osp.splitext(out)
-    for metric in runner.test_loop.evaluator.metrics:
-        if type(metric).__name__ == 'DumpResults':
-            metric.out_file_path = f'{stem}_{cell}{ext or ".pkl"}'
+class CorruptionBenchmark:
+    """One corruption benchmark of a test loop: every input checked at construction, cells run by :meth:`run`.
 
-
-def run_corruption_benchmark(runner, corruptions: Sequence[str], severities: Sequence[int],
-                             work_dir: Union[str, os.PathLike], *, seed: int = 0, source: Optional[str] = None,
-                             legacy_bgr: bool = False, imagenet_c_resize: bool = False,
-                             imagenet_c_protocol: bool = False, out: Optional[str] = None,
-                             check_only: bool = False) -> dict:
-    """Evaluate ``runner``'s checkpoint (``cfg.load_from``) on corrupted copies of its test set.
+    Built by :class:`~mmdat.robustness.loops.RobustnessTestLoop` (``test_cfg=dict(type=
+    'CorruptionTestLoop', ...)``) before the runner sets its hooks up and loads the checkpoint, so
+    bad input (names, severities, source folders, image sizes and bit depths, a head that does not
+    fit the test set, an earlier record of another benchmark) fails before any evaluation. The
+    checkpoint itself is checked against the model and the test set's classes by
+    :class:`CheckpointFitCheck` when the runner loads it.
 
     Args:
-        runner (Runner): a runner built from the config; its test loop is used. It loads
-            ``cfg.load_from`` (checked against the model and the test set's classes); without
-            one, the runner's model is evaluated as it is (e.g. right after ``runner.train()``).
-        corruptions (Sequence[str]): names or groups (``benchmark``, ``all``, ``noise``, ``blur``,
-            ``weather``, ``digital``, ``holdout``).
+        runner (Runner): the runner of the loop.
+        loader_cfg (dict): the config of the test dataloader (each cell's loader is made from it).
+        clean_loader (DataLoader): the loop's own test dataloader (the clean pass).
+        corruptions (str | Sequence[str]): names or groups (``benchmark``, ``all``, ``noise``,
+            ``blur``, ``weather``, ``digital``, ``holdout``). Defaults to ``'benchmark'``.
         severities (Sequence[int]): severities in 0..5; 0 (the clean pass) is always added.
-        work_dir (str | PathLike): where ``robustness.json``, ``.md`` and ``.png`` go.
+            Defaults to (1, 2, 3, 4, 5).
+        work_dir (str, optional): where ``robustness.json``, ``.md`` and ``.png`` go. Defaults to
+            the runner's work dir.
         seed (int): corruption seed (on-the-fly source). Defaults to 0.
         source (str, optional): root of pre-generated ``<corruption>/<severity>/`` folders
             (released ImageNet-C or make_corrupted.py copies). Defaults to None (on the fly).
@@ -478,101 +475,120 @@ def run_corruption_benchmark(runner, corruptions: Sequence[str], severities: Seq
             folders. Defaults to False (images as stored, the ImageNet-C protocol).
         imagenet_c_protocol (bool): corrupt on the fly as ImageNet-C was made (Resize 256,
             CenterCrop 224, corrupt, JPEG 85; classification). Defaults to False (original resolution).
-        out (str, optional): dump each cell's predictions to ``<out stem>_<cell><ext>`` through the
-            test evaluator's ``DumpResults`` metrics. Defaults to None.
-        check_only (bool): check every input (names, severities, source folders, image sizes and
-            bit depths for corruption at original resolution, the checkpoint against the model and
-            the test set's classes, an earlier record) and return ``{}``
-            without evaluating. Defaults to False.
-
-    Returns:
-        dict: the record written to ``robustness.json``: ``settings``, ``results``
-        (``{corruption: {severity: metrics}}``, the clean pass under ``'clean'``/``'0'``),
-        ``seconds`` and ``summary`` (see :func:`mmdat.robustness.report.summarize_record`).
+        out (str, optional): dump each cell's predictions to ``<out stem>_<cell><ext>`` (a
+            ``DumpResults`` metric is added to the evaluator). Defaults to None.
     """
-    corruptions = resolve_corruptions(corruptions)
-    severities = resolve_severities(severities)
-    positive = [s for s in severities if s > 0]
-    work_dir = Path(work_dir)
-    task = task_family(runner)
-    loader_cfg = copy.deepcopy(runner.cfg.get('test_dataloader'))
-    if not loader_cfg:
-        raise ValueError('the config has no test_dataloader')
-    loader_cfg = loader_cfg.to_dict() if hasattr(loader_cfg, 'to_dict') else dict(loader_cfg)
-    checkpoint_path = runner.cfg.get('load_from')
 
-    clean_loader = runner.test_loop.dataloader  # builds the loop: the clean set and the evaluator
-    classes = (getattr(clean_loader.dataset, 'metainfo', None) or {}).get('classes') or ()
-    cells_source = _CellSource(loader_cfg, task, classes, work_dir, source, seed, legacy_bgr, imagenet_c_resize,
-                               imagenet_c_protocol)
-    cells = [(CLEAN, 0)] + [(c, s) for c in corruptions for s in positive]
-    problems = [p for p in (cells_source.check(c, s) for c, s in cells[1:]) if p]
-    if problems:
-        raise FileNotFoundError(f'the corruption source {source} lacks {len(problems)} cell(s): '
-                                + '; '.join(problems[:10]))
-    if cells_source.kind == 'imagenet-c':  # scan every folder now: bad layouts fail before evaluation
-        for c, s in cells[1:]:
-            cells_source.loader(c, s)
-    if cells_source.kind == 'on-the-fly' and positive:  # too small or 16-bit images fail now, not after hours
-        _check_images(clean_loader.dataset, _loader_cfg(loader_cfg['dataset']), 'at their original resolution')
+    def __init__(self, runner, loader_cfg: dict, clean_loader, corruptions: Union[str, Sequence[str]] = 'benchmark',
+                 severities: Sequence[int] = (1, 2, 3, 4, 5), work_dir: Optional[str] = None, seed: int = 0,
+                 source: Optional[str] = None, legacy_bgr: bool = False, imagenet_c_resize: bool = False,
+                 imagenet_c_protocol: bool = False, out: Optional[str] = None) -> None:
+        self.runner, self.clean_loader, self.out = runner, clean_loader, out
+        self.corruptions = resolve_corruptions([corruptions] if isinstance(corruptions, str) else corruptions)
+        severities = resolve_severities(severities)
+        self.positive = [s for s in severities if s > 0]
+        self.work_dir = Path(work_dir if work_dir is not None else runner.work_dir)
+        self.json_path = self.work_dir / RESULT_FILE
+        self.task = task_family(runner)
+        loader_cfg = copy.deepcopy(loader_cfg)
+        loader_cfg = loader_cfg.to_dict() if hasattr(loader_cfg, 'to_dict') else dict(loader_cfg)
+        self.classes = tuple((getattr(clean_loader.dataset, 'metainfo', None) or {}).get('classes') or ())
+        self.source = _CellSource(loader_cfg, self.task, self.classes, self.work_dir, source, seed, legacy_bgr,
+                                  imagenet_c_resize, imagenet_c_protocol)
+        self.cells = [(CLEAN, 0)] + [(c, s) for c in self.corruptions for s in self.positive]
+        problems = [p for p in (self.source.check(c, s) for c, s in self.cells[1:]) if p]
+        if problems:
+            raise FileNotFoundError(f'the corruption source {source} lacks {len(problems)} cell(s): '
+                                    + '; '.join(problems[:10]))
+        if self.source.kind == 'imagenet-c':  # scan every folder now: bad layouts fail before evaluation
+            for c, s in self.cells[1:]:
+                self.source.loader(c, s)
+        if self.source.kind == 'on-the-fly' and self.positive:  # too small or 16-bit images fail now
+            _check_images(clean_loader.dataset, _loader_cfg(loader_cfg['dataset']), 'at their original resolution')
+        if not runner.cfg.get('load_from'):  # else CheckpointFitCheck checks the checkpoint when it is loaded
+            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+            _check_classes(model, {}, self.classes, 'of the runner')  # the head against the test set
+        self.settings = _settings(runner, self.task, self.source, seed, legacy_bgr, imagenet_c_resize)
+        self.settings['imagenet_c_protocol'] = imagenet_c_protocol
+        self.record = _load_previous(self.json_path, self.settings)
 
-    settings = _settings(runner, task, cells_source, seed, legacy_bgr, imagenet_c_resize)
-    settings['imagenet_c_protocol'] = imagenet_c_protocol
-    json_path = work_dir / RESULT_FILE
-    record = _load_previous(json_path, settings)
-    done = {(c, s) for c, s in cells if str(s) in record['results'].get(c, {})}
-    todo = [cell for cell in cells if cell not in done]
-
-    runner.call_hook('before_run')  # hooks set up first: e.g. EMAHook needs it to load a checkpoint
-    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-    if checkpoint_path:
-        checkpoint = runner.load_checkpoint(checkpoint_path, map_location='cpu')
-        _check_classes(model, checkpoint, classes, checkpoint_path)
-        del checkpoint
-    else:  # e.g. right after runner.train(): the model as it is
-        _check_classes(model, {}, classes, 'of the runner')
-        print_log("robustness: no cfg.load_from, evaluating the runner's model as it is", logger='current')
-    if check_only:
-        return {}
-
-    print_log(f'robustness: {task}, {len(cells)} cells ({len(corruptions)} corruptions x severities '
-              f'{positive} + clean); {settings["preprocessing"]}', logger='current')
-    if done:
-        names = ', '.join(CLEAN if c == CLEAN else f'{c}/{s}' for c, s in cells if (c, s) in done)
-        print_log(f'robustness: resuming from {json_path}: {len(done)} finished cell(s) skipped ({names})',
-                  logger='current')
-    spent = []
-    for k, (corruption, severity) in enumerate(todo, 1):
-        start = time.perf_counter()
-        cell = CLEAN if severity == 0 else f'{corruption}_{severity}'
-        runner.test_loop.dataloader = (clean_loader if severity == 0 else
-                                       runner.build_dataloader(cells_source.loader(corruption, severity),
-                                                               seed=runner.seed))
-        _set_dump_paths(runner, out, cell)
-        metrics = runner.test_loop.run()
-        spent.append(time.perf_counter() - start)
-        if not metrics and severity != 0:
-            metrics = no_prediction_metrics(record['results'].get(CLEAN, {}).get('0', {}), cell)
-        record['results'].setdefault(corruption, {})[str(severity)] = _plain(metrics)
-        record['seconds'].setdefault(corruption, {})[str(severity)] = round(spent[-1], 3)
+    def run(self, loop) -> dict:
+        """Evaluate every cell not in the earlier record through ``loop.evaluate``; returns the record."""
+        record = self.record
+        done = {(c, s) for c, s in self.cells if str(s) in record['results'].get(c, {})}
+        todo = [cell for cell in self.cells if cell not in done]
+        if not self.runner.cfg.get('load_from'):
+            print_log("robustness: no cfg.load_from, evaluating the runner's model as it is", logger='current')
+        print_log(f'robustness: {self.task}, {len(self.cells)} cells ({len(self.corruptions)} corruptions x '
+                  f'severities {self.positive} + clean); {self.settings["preprocessing"]}', logger='current')
+        if done:
+            names = ', '.join(CLEAN if c == CLEAN else f'{c}/{s}' for c, s in self.cells if (c, s) in done)
+            print_log(f'robustness: resuming from {self.json_path}: {len(done)} finished cell(s) skipped ({names})',
+                      logger='current')
+        dump = self._dump_metric(loop.evaluator)
+        spent = []
+        try:
+            for k, (corruption, severity) in enumerate(todo, 1):
+                start = time.perf_counter()
+                cell = CLEAN if severity == 0 else f'{corruption}_{severity}'
+                loader = (self.clean_loader if severity == 0 else
+                          self.runner.build_dataloader(self.source.loader(corruption, severity), seed=self.runner.seed))
+                if dump is not None:
+                    stem, ext = osp.splitext(self.out)
+                    dump.out_file_path = f'{stem}_{cell}{ext or ".pkl"}'
+                metrics = loop.evaluate(loader)
+                spent.append(time.perf_counter() - start)
+                if not metrics and severity != 0:
+                    metrics = no_prediction_metrics(record['results'].get(CLEAN, {}).get('0', {}), cell)
+                record['results'].setdefault(corruption, {})[str(severity)] = _plain(metrics)
+                record['seconds'].setdefault(corruption, {})[str(severity)] = round(spent[-1], 3)
+                if is_main_process():
+                    self.work_dir.mkdir(parents=True, exist_ok=True)
+                    atomic_write_json(self.json_path, record)
+                eta = datetime.timedelta(seconds=round(sum(spent) / len(spent) * (len(todo) - k)))
+                shown = ', '.join(f'{key}={value:.4g}' for key, value in metrics.items()
+                                  if isinstance(value, (int, float)))
+                print_log(f'robustness [{k + len(done)}/{len(self.cells)}] {cell}: {shown} ({spent[-1]:.1f} s, '
+                          f'ETA {eta})', logger='current')
+        finally:
+            if dump is not None:
+                loop.evaluator.metrics.remove(dump)
+        record['summary'] = summarize_record(record)
         if is_main_process():
-            work_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(json_path, record)
-        eta = datetime.timedelta(seconds=round(sum(spent) / len(spent) * (len(todo) - k)))
-        shown = ', '.join(f'{key}={value:.4g}' for key, value in metrics.items()
-                          if isinstance(value, (int, float)))
-        print_log(f'robustness [{k + len(done)}/{len(cells)}] {cell}: {shown} ({spent[-1]:.1f} s, ETA {eta})',
-                  logger='current')
-    runner.test_loop.dataloader = clean_loader
-    runner.call_hook('after_run')
+            atomic_write_json(self.json_path, record)
+            table = write_report(record, self.json_path)
+            print_log(f'robustness results ({self.json_path}):\n{table}', logger='current')
+        barrier()
+        return record
 
-    record['summary'] = summarize_record(record)
-    if is_main_process():
-        atomic_write_json(json_path, record)
-        table = write_report(record, json_path)
-        print_log(f'robustness results ({json_path}):\n{table}', logger='current')
-    barrier()
-    return record
+    def _dump_metric(self, evaluator):
+        """A ``DumpResults`` metric added to ``evaluator`` for ``out`` (removed again by :meth:`run`)."""
+        if not self.out:
+            return None
+        from mmengine.registry import METRICS
+        dump = METRICS.build(dict(type='DumpResults', out_file_path=self.out))
+        dump.dataset_meta = evaluator.dataset_meta
+        evaluator.metrics.append(dump)
+        return dump
+
+
+class CheckpointFitCheck(Hook):
+    """Refuses, when the runner loads it, a checkpoint that does not fit the model or the test set's classes.
+
+    mmengine loads a checkpoint whose head has another shape with a warning only, leaving the head
+    as initialised: a robustness table would then score a random head. Registered by
+    :class:`~mmdat.robustness.loops.RobustnessTestLoop` at the lowest priority, so it sees the
+    checkpoint as the other hooks leave it (e.g. ``EMAHook`` swaps in the averaged weights).
+    """
+
+    priority = 'LOWEST'
+
+    def __init__(self, classes: Sequence[str]) -> None:
+        self.classes = tuple(classes)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        _check_classes(model, checkpoint, self.classes, str(runner.cfg.get('load_from') or 'loaded'))
 
 
 def no_prediction_metrics(clean: dict, cell: str) -> dict:

@@ -1,7 +1,8 @@
 """Out-of-distribution classification benchmarks: ImageNet-R, -A, -Sketch, -V2, Stylized-ImageNet.
 
-:func:`evaluate_ood` runs a classification runner's model on each benchmark with that benchmark's
-published protocol (``tools/test.py CONFIG CKPT --ood ...`` calls it):
+:class:`OODSuite` runs a classification runner's model on each benchmark with that benchmark's
+published protocol, inside a test loop (``test_cfg=dict(type='OODTestLoop', benchmarks=[...])``;
+``tools/test.py CONFIG CKPT --ood ...`` sets it):
 
 - the images are read by the benchmark's dataset class (``mmdat.datasets.imagenet_variants``),
   which applies the benchmark's folder -> label rule (ImageNetV2: ``int(folder)``);
@@ -32,12 +33,12 @@ from typing import Any, Mapping, Optional, Sequence
 from mmengine.dist import is_main_process
 from mmengine.model import is_model_wrapper
 from mmengine.registry import DefaultScope
-from mmengine.runner import Runner, TestLoop
+from mmengine.runner import Runner
 
 from mmdat.evaluation.metrics.subset_accuracy import keep_classifier_logits
 from mmdat.registry import DATASETS
 
-__all__ = ['OODBenchmark', 'OOD_BENCHMARKS', 'OOD_TEST_PIPELINE', 'OOD_TOPK', 'evaluate_ood',
+__all__ = ['OODBenchmark', 'OOD_BENCHMARKS', 'OOD_TEST_PIPELINE', 'OOD_TOPK', 'OODSuite',
            'ood_markdown_table']
 
 # easyrobust's benchmark.py transform for DAT's published numbers (crop_pct 0.875, --interpolation 3 =
@@ -174,20 +175,20 @@ def _resolve_roots(names: Sequence[str], data_roots: Optional[Mapping[str, str]]
     return roots
 
 
-def _test_dataloader_cfg(runner: Runner) -> dict:
-    """The config's test dataloader (else its val dataloader) without its dataset."""
-    cfg = runner.cfg.get('test_dataloader') or runner.cfg.get('val_dataloader')
-    if not cfg:
+def _loader_settings(loader_cfg: Optional[Mapping], runner: Runner) -> dict:
+    """The test dataloader's settings (batch size, workers, sampler) without its dataset."""
+    if not loader_cfg:
         runner.logger.info('no test_dataloader in the config: OOD benchmarks use batch_size=32, num_workers=2')
-        cfg = dict(batch_size=32, num_workers=2, sampler=dict(type='DefaultSampler', shuffle=False))
-    cfg = copy.deepcopy(dict(cfg))
+        loader_cfg = dict(batch_size=32, num_workers=2, sampler=dict(type='DefaultSampler', shuffle=False))
+    cfg = copy.deepcopy(dict(loader_cfg))
     cfg.pop('dataset', None)
+    cfg['persistent_workers'] = False  # each benchmark's loader is used once
     return cfg
 
 
 def ood_markdown_table(results: Mapping[str, Mapping[str, float]],
                        details: Optional[Mapping[str, Mapping[str, Any]]] = None) -> str:
-    """A Markdown table of :func:`evaluate_ood` results (one row per benchmark)."""
+    """A Markdown table of :meth:`OODSuite.run` results (one row per benchmark)."""
     details = details or {}
     lines = ['| benchmark | top-1 (%) | top-5 (%) | images | classes | preprocessing |',
              '|---|---|---|---|---|---|']
@@ -213,72 +214,65 @@ def _write_outputs(out_dir: str, results: dict, details: dict) -> None:
         os.replace(path + '.tmp', path)  # a killed run never leaves a half-written file
 
 
-def evaluate_ood(runner: Runner,
-                 names: Sequence[str],
-                 data_roots: Optional[Mapping[str, str]] = None,
-                 out_dir: Optional[str] = None) -> dict[str, dict[str, float]]:
-    """Evaluate the runner's classifier on out-of-distribution ImageNet benchmarks.
+class OODSuite:
+    """The OOD benchmarks of a test loop: every input checked at construction, evaluated by :meth:`run`.
+
+    Built by :class:`~mmdat.robustness.loops.RobustnessTestLoop` (``test_cfg=dict(type='OODTestLoop',
+    benchmarks=[...])``) before the runner sets its hooks up and loads the checkpoint: an unknown
+    benchmark, a missing folder, wrong class folders, a detector / segmentor or a head without 1000
+    classes raises ``ValueError`` before anything is evaluated. Each benchmark's dataset is built
+    (scanned) here.
 
     Args:
-        runner (Runner): a runner built from a classification config (``load_from`` set to the
-            checkpoint, as ``tools/test.py`` does); it may have run its own test already.
-        names (Sequence[str]): benchmark names, keys of :data:`OOD_BENCHMARKS`.
+        runner (Runner): the runner of the loop (a classification runner).
+        loader_cfg (dict, optional): the config's test dataloader; its batch size, workers and
+            sampler are used, its dataset is not. Defaults to None (batch 32, 2 workers).
+        benchmarks (Sequence[str]): benchmark names, keys of :data:`OOD_BENCHMARKS`.
         data_roots (Mapping[str, str], optional): root folder per benchmark name; the others use
             their default (``OOD_BENCHMARKS[name].data_root``). Defaults to None.
         out_dir (str, optional): where rank 0 writes ``ood.json`` and ``ood.md`` (rewritten after
-            each benchmark). Defaults to None (nothing written).
-
-    Returns:
-        dict[str, dict[str, float]]: per benchmark name, ``{'accuracy/top1': .., 'accuracy/top5': ..}``
-        in percent.
+            each benchmark). Defaults to the runner's work dir; ``False`` writes nothing.
     """
-    names = _check_names(names)
-    _check_model(runner)
-    roots = _resolve_roots(names, data_roots)
-    loader_cfg = _test_dataloader_cfg(runner)
-    test_cfg = runner.cfg.get('test_cfg') or {}
-    visualizer_meta = runner.visualizer.dataset_meta
-    own_test_loop = runner._test_loop  # a config dict until the runner's own test runs, then a TestLoop
 
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        # build (= scan and check) every dataset before the first evaluation
-        datasets = {n: DATASETS.build(OOD_BENCHMARKS[n].dataset_cfg(roots[n])) for n in names}
-        # a runner that has not run yet: set hooks up (e.g. EMA) and load the checkpoint, as runner.test()
-        started_here = not getattr(runner, '_has_loaded', False)
-        if started_here:
-            runner.call_hook('before_run')
-            runner.load_or_resume()
+    def __init__(self, runner: Runner, loader_cfg: Optional[Mapping], benchmarks: Sequence[str],
+                 data_roots: Optional[Mapping[str, str]] = None, out_dir: Optional[str] = None) -> None:
+        self.runner = runner
+        self.names = _check_names(benchmarks)
+        _check_model(runner)
+        self.roots = _resolve_roots(self.names, data_roots)
+        self.out_dir = runner.work_dir if out_dir is None else out_dir
+        loader_cfg = _loader_settings(loader_cfg, runner)
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            self.datasets = {n: DATASETS.build(OOD_BENCHMARKS[n].dataset_cfg(self.roots[n])) for n in self.names}
+        self.loader_cfgs = {n: dict(loader_cfg, dataset=self.datasets[n]) for n in self.names}
+
+    def run(self, loop) -> dict[str, dict[str, float]]:
+        """Evaluate every benchmark through ``loop.evaluate``.
+
+        Returns:
+            dict[str, dict[str, float]]: per benchmark name, ``{'accuracy/top1': .., 'accuracy/top5': ..}``
+            in percent.
+        """
         results: dict[str, dict[str, float]] = {}
         details: dict[str, dict[str, Any]] = {}
-        try:
-            for name in names:
-                bench = OOD_BENCHMARKS[name]
-                dataset = datasets[name]
-                runner.logger.info(f'OOD benchmark {bench.title}: {len(dataset)} images from {roots[name]} '
-                                   f'({OOD_PREPROCESSING})')
-                start = time.perf_counter()
-                loop = TestLoop(runner, dict(loader_cfg, dataset=dataset), bench.evaluator_cfg(),
-                                fp16=bool(test_cfg.get('fp16', False)))
-                # mmengine's hooks (timer, logger) read runner.test_loop / runner.test_dataloader: the
-                # benchmark's loop stands in for the config's own, which is never built here
-                runner._test_loop = loop
-                try:
-                    with keep_classifier_logits(runner.model) if bench.subset else contextlib.nullcontext():
-                        metrics = {k: float(v) for k, v in loop.run().items()}
-                finally:
-                    runner._test_loop = own_test_loop
-                results[name] = metrics
-                details[name] = dict(data_root=roots[name], num_images=len(dataset), num_labels=bench.num_labels,
-                                     subset=bench.subset, preprocessing=OOD_PREPROCESSING,
-                                     seconds=round(time.perf_counter() - start, 2))
-                runner.logger.info(f'OOD benchmark {bench.title}: ' +
-                                   ', '.join(f'{k} {v:.2f}' for k, v in metrics.items()))
-                if out_dir is not None and is_main_process():
-                    _write_outputs(out_dir, results, details)
-        finally:
-            runner.visualizer.dataset_meta = visualizer_meta
-            if started_here:
-                runner.call_hook('after_run')
-    if is_main_process():
-        runner.logger.info('OOD benchmarks:\n' + ood_markdown_table(results, details))
-    return results
+        for name in self.names:
+            bench, dataset = OOD_BENCHMARKS[name], self.datasets[name]
+            self.runner.logger.info(f'OOD benchmark {bench.title}: {len(dataset)} images from {self.roots[name]} '
+                                    f'({OOD_PREPROCESSING})')
+            start = time.perf_counter()
+            with DefaultScope.overwrite_default_scope('mmpretrain'):
+                loader = self.runner.build_dataloader(self.loader_cfgs[name], seed=self.runner.seed)
+                evaluator = self.runner.build_evaluator(bench.evaluator_cfg())
+            with keep_classifier_logits(self.runner.model) if bench.subset else contextlib.nullcontext():
+                metrics = {k: float(v) for k, v in loop.evaluate(loader, evaluator).items()}
+            results[name] = metrics
+            details[name] = dict(data_root=self.roots[name], num_images=len(dataset), num_labels=bench.num_labels,
+                                 subset=bench.subset, preprocessing=OOD_PREPROCESSING,
+                                 seconds=round(time.perf_counter() - start, 2))
+            self.runner.logger.info(f'OOD benchmark {bench.title}: ' +
+                                    ', '.join(f'{k} {v:.2f}' for k, v in metrics.items()))
+            if self.out_dir is not False and is_main_process():
+                _write_outputs(self.out_dir, results, details)
+        if is_main_process():
+            self.runner.logger.info('OOD benchmarks:\n' + ood_markdown_table(results, details))
+        return results

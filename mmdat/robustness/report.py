@@ -1,6 +1,6 @@
 """Robustness records (``robustness.json``): aggregates, Markdown tables and plots.
 
-A record is what :func:`mmdat.robustness.run_corruption_benchmark` writes::
+A record is what :class:`mmdat.robustness.CorruptionBenchmark` writes::
 
     {"format": 1, "settings": {...}, "results": {"clean": {"0": {metric: value}},
      "<corruption>": {"<severity>": {metric: value}}}, "seconds": {...}, "summary": {...}}
