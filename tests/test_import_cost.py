@@ -121,6 +121,21 @@ def test_registered_table_matches_what_the_modules_register():
     assert found['registered'] == found['table']
 
 
+def test_robustness_modules_import_their_heavy_dependencies_where_used():
+    """Every module of mmdat.robustness (the robustness loops' building blocks), the corruption
+    functions and the robustness aggregates import imagecorruptions, mmcv, matplotlib and the task
+    packages inside the functions that use them."""
+    heavy = [m for m in HEAVY if m != 'mmdat.apis']
+    loaded = run_python(f"""
+        import importlib, json, pkgutil, sys
+        import mmdat.robustness, mmdat.datasets.transforms.corruption, mmdat.evaluation
+        for info in pkgutil.iter_modules(mmdat.robustness.__path__, 'mmdat.robustness.'):
+            importlib.import_module(info.name)
+        print(json.dumps(dict(heavy=[m for m in {heavy!r} if m in sys.modules])))
+        """)
+    assert loaded['heavy'] == []
+
+
 HIDE = """
     import importlib.abc, sys
     class Hidden(importlib.abc.MetaPathFinder):
