@@ -1,17 +1,38 @@
-"""Shared fixtures: tiny VQGAN checkpoints, synthetic datasets, config files written by tests."""
+"""Shared fixtures: tiny VQGAN checkpoints, synthetic datasets, config files written by tests, and
+running the repository's command-line tools (``tools/``) from this checkout."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import torch
 
 import mmdat  # noqa: F401  (registers mmdat's modules, as custom_imports does)
 
-from mmdat.testing import (REPO, TINY_VQGAN, attach_tiny_vqgan, free_port,  # noqa: F401  (re-exported)
-                           record_loss_calls, run_tool, sgd, tiny_cls_config, tiny_det_config,
+from mmdat.testing import (TINY_VQGAN, attach_tiny_vqgan, free_port,  # noqa: F401  (re-exported)
+                           record_loss_calls, sgd, tiny_cls_config, tiny_det_config,
                            tiny_seg_config, write_config)
+
+#: the source checkout under test (its tools/ and configs/)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_tool(args: list, cwd: os.PathLike = REPO, timeout: int = 600, env: Optional[dict] = None) -> str:
+    """Run a command (e.g. ``[sys.executable, 'tools/train.py', ...]``) single-threaded with this
+    checkout on ``PYTHONPATH``; returns stdout + stderr and raises AssertionError with the output's
+    tail if it fails."""
+    full_env = {**os.environ, 'PYTHONPATH': f'{REPO}:{REPO / "tests"}', 'PYTHON': sys.executable,
+                'OMP_NUM_THREADS': '1', **(env or {})}
+    proc = subprocess.run([str(a) for a in args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f'{" ".join(map(str, args))} failed:\n{out[-6000:]}'
+    return out
 
 
 @pytest.fixture(scope='session', autouse=True)

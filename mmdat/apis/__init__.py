@@ -1,7 +1,13 @@
-"""What mmdat's command-line tools are made of: config loading and runner construction."""
-from .runner import add_common_args, build_runner, finish_tool, load_config, setup_cpu_distributed
-from .demo import run_demo  # noqa: E402
-from . import benchmark  # noqa: E402  (mmdat.apis.benchmark: tools/analysis_tools/benchmark_dat.py)
-from .visualize_dat import visualize_dat  # noqa: E402
+"""What mmdat's command-line tools are made of: config loading and runner construction.
 
-__all__ = ['add_common_args', 'build_runner', 'finish_tool', 'load_config', 'setup_cpu_distributed', 'run_demo', 'visualize_dat']
+The demo (:mod:`mmdat.apis.demo`), the benchmark (:mod:`mmdat.apis.benchmark`) and the DAT
+visualisation (:mod:`mmdat.apis.visualize_dat`) are imported when used, not with this package.
+"""
+from mmdat.registry import deferred_attributes
+from .runner import add_common_args, build_runner, finish_tool, load_config, setup_cpu_distributed
+
+__getattr__ = deferred_attributes(__name__, {'run_demo': (f'{__name__}.demo', None),
+                                             'visualize_dat': (f'{__name__}.visualize_dat', None)})
+
+__all__ = ['add_common_args', 'build_runner', 'finish_tool', 'load_config', 'setup_cpu_distributed', 'run_demo',
+           'visualize_dat']

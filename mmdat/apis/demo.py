@@ -41,13 +41,12 @@ import torch
 from mmdat.datasets import make_shapes_ade20k, make_shapes_classification, make_shapes_coco
 from mmdat.datasets.transforms.corruption import BENCHMARK_CORRUPTIONS, resolve_corruptions
 from mmdat.robustness import RESULT_FILE
+from mmdat.utils.configs import config_file
 from .runner import build_runner
 
 __all__ = ['DEMO_TASKS', 'DEMO_MODELS', 'BENCHMARK_CORRUPTIONS', 'DemoTask', 'PretrainStage', 'DemoProgressHook',
            'build_demo_data', 'demo_config', 'pretrain_backbone', 'evaluate_corruptions', 'summarize',
            'format_table', 'training_curves', 'run_demo']
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 Log = Callable[[str], None]
 
@@ -87,7 +86,8 @@ class PretrainStage:
 
     Args:
         config: a classification config whose ``model.backbone`` is the task model's backbone
-            (same class and widths), relative to the repository root.
+            (same class and widths), as written in the repository (read through
+            :func:`~mmdat.utils.configs.config_file`, installed or not).
         data_root: its dataset directory (shapes classification, written by
             :func:`~mmdat.datasets.make_shapes_classification`).
         sizes: (train, val) images per class.
@@ -105,7 +105,8 @@ class DemoTask:
     """One task of the demo.
 
     Args:
-        config: the demo config, relative to the repository root.
+        config: the demo config, as written in the repository (read through
+            :func:`~mmdat.utils.configs.config_file`, installed or not).
         data_root: default dataset directory (relative to the current directory).
         metric: key of the metric in ``runner.test()``'s result.
         metric_name: how the table names it.
@@ -210,11 +211,7 @@ def demo_config(task: str, work_dir: Union[str, Path], data_root: Union[str, Pat
     """
     name = _model_name(dat)
     spec = _task(task)
-    path = REPO_ROOT / spec.config
-    if not path.is_file():
-        raise FileNotFoundError(f'demo config {path} not found: the demo runs from a source checkout '
-                                '(pip install -e .)')
-    cfg = Config.fromfile(str(path))
+    cfg = Config.fromfile(str(config_file(spec.config)))
     data_root = str(data_root)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = data_root
@@ -643,7 +640,7 @@ def pretrain_backbone(task: str, work_dir: Union[str, Path], seed: int = 0, data
     data_root = Path(data_root or stage.data_root)
     t0 = time.perf_counter()
     info = build_pretrain_data(task, data_root, seed, num_train, num_val)
-    cfg = Config.fromfile(str(REPO_ROOT / stage.config))
+    cfg = Config.fromfile(str(config_file(stage.config)))
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader].dataset.data_root = str(data_root)
     cfg.randomness = dict(seed=seed)

@@ -176,7 +176,7 @@ class _SubsetWnidDataset(_WnidFolderDataset):
         return tuple(IMAGENET_CATEGORIES[i] for i in subset_indices(cls.SUBSET))
 
 
-@DATASETS.register_module()
+@DATASETS.register_module(force=True)  # replaces the deferred entry of mmdat.registry
 class ImageNetR(_SubsetWnidDataset):
     """ImageNet-R(endition) (Hendrycks et al. 2021): 30,000 renditions of 200 ImageNet classes.
 
@@ -199,7 +199,7 @@ class ImageNetR(_SubsetWnidDataset):
     SUBSET = 'imagenet-r'
 
 
-@DATASETS.register_module()
+@DATASETS.register_module(force=True)  # replaces the deferred entry of mmdat.registry
 class ImageNetA(_SubsetWnidDataset):
     """ImageNet-A (Hendrycks et al. 2021): 7,500 natural adversarial examples of 200 classes.
 
@@ -221,7 +221,7 @@ class ImageNetA(_SubsetWnidDataset):
     SUBSET = 'imagenet-a'
 
 
-@DATASETS.register_module()
+@DATASETS.register_module(force=True)  # replaces the deferred entry of mmdat.registry
 class ImageNetSketch(_WnidFolderDataset):
     """ImageNet-Sketch (Wang et al. 2019): 50,889 sketches, 50 per ImageNet-1k class.
 
@@ -242,7 +242,7 @@ class ImageNetSketch(_WnidFolderDataset):
     BENCHMARK = 'ImageNet-Sketch'
 
 
-@DATASETS.register_module()
+@DATASETS.register_module(force=True)  # replaces the deferred entry of mmdat.registry
 class StylizedImageNet(_WnidFolderDataset):
     """Stylized-ImageNet (Geirhos et al. 2019) validation split: ImageNet val images re-styled by AdaIN.
 
@@ -263,7 +263,7 @@ class StylizedImageNet(_WnidFolderDataset):
     BENCHMARK = 'Stylized-ImageNet'
 
 
-@DATASETS.register_module()
+@DATASETS.register_module(force=True)  # replaces the deferred entry of mmdat.registry
 class ImageNetV2(ImageNetVariantDataset):
     """ImageNetV2 (Recht et al. 2019), matched-frequency: 10,000 new test images, 10 per class.
 

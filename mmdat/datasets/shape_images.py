@@ -11,7 +11,7 @@ from .shapes import CLASSIFICATION_CLASSES, sample_shape_images
 __all__ = ['ShapeImageDataset']
 
 
-@DATASETS.register_module()
+@DATASETS.register_module(force=True)  # replaces the deferred entry of mmdat.registry
 class ShapeImageDataset(BaseDataset):
     """The first ``num_images`` images of a :func:`~mmdat.datasets.sample_shape_images` stream.
 

@@ -12,7 +12,7 @@ from mmengine.runner.checkpoint import _load_checkpoint_to_model
 from mmdat.utils.checkpoint_safety import CheckpointSecurityError, load_mmengine_checkpoint
 
 
-@RUNNERS.register_module()
+@RUNNERS.register_module(force=True)  # replaces the deferred entry of mmdat.registry
 class CheckpointSafeRunner(Runner):
     """``Runner`` whose checkpoint loads (``load_from``, ``resume``, ``tools/test.py``) are safe.
 

@@ -5,17 +5,15 @@ from typing import Optional
 
 from mmengine.logging import print_log
 
-from mmdat.registry import MODELS
-from .data_preprocessors import *  # noqa: F401,F403  (registers the DAT preprocessors)
-from .data_preprocessors import __all__ as _preprocessors
+from mmdat.registry import MODELS, deferred_attributes
+from .data_preprocessors import TASK_PREPROCESSORS, DATPreprocessorMixin
 from .vqgan import VQGAN, VQGAN_PRESETS
 from .vqgan_checkpoint import VQGANCheckpointError, load_vqgan_state_dict
 from .vqgan_autoencoder import VQGANAutoencoder, VQGANOptimWrapperConstructor
 from .vqgan_data_preprocessor import VQGANDataPreprocessor
 
 
-
-@MODELS.register_module('VQGAN')
+@MODELS.register_module('VQGAN', force=True)  # replaces the deferred entry of mmdat.registry
 def build_vqgan(preset: Optional[str] = None, **kwargs) -> VQGAN:
     """The config form of :class:`VQGAN`, with or without a published configuration:
 
@@ -30,7 +28,7 @@ def build_vqgan(preset: Optional[str] = None, **kwargs) -> VQGAN:
     return VQGAN.from_preset(preset, **{'checkpoint': None, **kwargs})
 
 
-@MODELS.register_module('VQGANPreset')
+@MODELS.register_module('VQGANPreset', force=True)
 def build_vqgan_preset(preset: str, checkpoint='default', **overrides) -> VQGAN:
     """Deprecated: ``dict(type='VQGANPreset', preset=...)`` is ``dict(type='VQGAN', preset=...)``."""
     warnings.warn("dict(type='VQGANPreset', ...) is deprecated: use dict(type='VQGAN', preset=..., "
@@ -40,6 +38,9 @@ def build_vqgan_preset(preset: str, checkpoint='default', **overrides) -> VQGAN:
     return build_vqgan(preset=preset, checkpoint=checkpoint, **overrides)
 
 
+# ``from mmdat.models import DATDetDataPreprocessor`` imports mmdet only then
+__getattr__ = deferred_attributes(__name__, TASK_PREPROCESSORS)
+
 __all__ = ['VQGAN', 'VQGAN_PRESETS', 'VQGANCheckpointError', 'load_vqgan_state_dict',
            'build_vqgan', 'build_vqgan_preset', 'VQGANAutoencoder', 'VQGANOptimWrapperConstructor',
-           'VQGANDataPreprocessor', *_preprocessors]
+           'VQGANDataPreprocessor', 'DATPreprocessorMixin', *TASK_PREPROCESSORS]

@@ -72,7 +72,7 @@ class VQGANLossModules(nn.Module):
             self.register_buffer('ema_embed_sum', torch.zeros(n_embed, embed_dim))
 
 
-@MODELS.register_module()
+@MODELS.register_module(force=True)  # replaces the deferred entry of mmdat.registry
 class VQGANAutoencoder(BaseModel):
     """Trains a taming-compatible VQGAN (VQ-VAE losses, optional EMA codebook, PatchGAN, LPIPS).
 
@@ -381,7 +381,7 @@ class VQGANAutoencoder(BaseModel):
         raise ValueError(f"Invalid mode {mode!r}; expected 'loss', 'predict' or 'tensor'")
 
 
-@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
+@OPTIM_WRAPPER_CONSTRUCTORS.register_module(force=True)  # replaces the deferred entry of mmdat.registry
 class VQGANOptimWrapperConstructor:
     """Two optimisers for GAN training of :class:`VQGANAutoencoder`: ``generator`` (every parameter
     outside ``loss.``) and ``discriminator`` (``loss.discriminator``), as an ``OptimWrapperDict``.

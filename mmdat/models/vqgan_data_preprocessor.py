@@ -12,7 +12,7 @@ from mmdat.registry import MODELS
 __all__ = ['VQGANDataPreprocessor']
 
 
-@MODELS.register_module()
+@MODELS.register_module(force=True)  # replaces the deferred entry of mmdat.registry
 class VQGANDataPreprocessor(ImgDataPreprocessor):
     """Stack uint8 images and map them to RGB in [-1, 1] (``x / 127.5 - 1``); optionally crop in training.
 

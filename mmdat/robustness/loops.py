@@ -75,7 +75,7 @@ def _evaluating(loop, dataloader: DataLoader, evaluator: Evaluator) -> Iterator[
         loop.dataloader, loop.evaluator, runner.visualizer.dataset_meta = saved
 
 
-@LOOPS.register_module()
+@LOOPS.register_module(force=True)
 class RobustnessTestLoop(TestLoop):
     """A test loop that runs corruption and/or out-of-distribution benchmarks.
 
@@ -157,7 +157,7 @@ class RobustnessTestLoop(TestLoop):
         return out
 
 
-@LOOPS.register_module()
+@LOOPS.register_module(force=True)
 class CorruptionTestLoop(RobustnessTestLoop):
     """``RobustnessTestLoop`` with a corruption benchmark only; the keyword arguments are those of
     :class:`~mmdat.robustness.corruption.CorruptionBenchmark` (e.g. ``corruptions='benchmark'``,
@@ -169,7 +169,7 @@ class CorruptionTestLoop(RobustnessTestLoop):
                          fp16=fp16)
 
 
-@LOOPS.register_module()
+@LOOPS.register_module(force=True)
 class OODTestLoop(RobustnessTestLoop):
     """``RobustnessTestLoop`` with OOD benchmarks only: ``benchmarks`` (names of
     :data:`~mmdat.robustness.ood.OOD_BENCHMARKS`), ``data_roots`` and ``out_dir`` as in
@@ -182,7 +182,7 @@ class OODTestLoop(RobustnessTestLoop):
                          ood=dict(benchmarks=benchmarks, data_roots=data_roots, out_dir=out_dir), fp16=fp16)
 
 
-@LOOPS.register_module()
+@LOOPS.register_module(force=True)
 class RobustnessValLoop(ValLoop):
     """Validation on the clean validation set and on a few corruption cells of it, at every validation.
 

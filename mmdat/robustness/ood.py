@@ -11,7 +11,7 @@ published protocol, inside a test loop (``test_cfg=dict(type='OODTestLoop', benc
   ``PackInputs`` for every benchmark (:data:`OOD_TEST_PIPELINE`), whatever the config's own test
   pipeline; the model's data preprocessor (mean/std, BGR->RGB) applies as in any test;
 - ImageNet-R/A are scored by ``SubsetAccuracy`` (the arg-max of the 1000-way logits restricted to
-  the 200 classes; :func:`~mmdat.evaluation.metrics.subset_accuracy.keep_classifier_logits` keeps
+  the 200 classes; :func:`~mmdat.evaluation.metrics.logits.keep_classifier_logits` keeps
   the logits), the others by plain 1000-way ``Accuracy``; top-1 and top-5 are reported.
 
 Batch size, workers and sampler come from the config's ``test_dataloader``. Every input problem
@@ -35,7 +35,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
-from mmdat.evaluation.metrics.subset_accuracy import keep_classifier_logits
+from mmdat.evaluation.metrics.logits import keep_classifier_logits
 from mmdat.registry import DATASETS
 
 __all__ = ['OODBenchmark', 'OOD_BENCHMARKS', 'OOD_TEST_PIPELINE', 'OOD_TOPK', 'OODSuite',

@@ -27,7 +27,7 @@ import numpy as np
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from mmdat.datasets.transforms.corruption import ImageCorruption, resolve_corruptions
+from mmdat.datasets.transforms.corruption import resolve_corruptions
 from .corruption import _loader_cfg, find_unfit_images, insert_corruption
 
 __all__ = ['make_corrupted_copy', 'MARKER']
@@ -79,6 +79,8 @@ def _corrupt_one(job: tuple) -> None:
     """Worker: read with the config's loader (as the pipeline does), corrupt, write atomically."""
     import cv2
     import mmcv
+
+    from mmdat.datasets.transforms.corruption_transforms import ImageCorruption
     index, src, dst, corruption, severity, seed, legacy_bgr, jpeg_quality = job
     if osp.exists(dst):
         return

@@ -1,7 +1,7 @@
 """Helpers for mmdat's tests (and for users testing their own DAT configs): tiny models, configs
-written on the fly, running the command-line tools.
-
-Tools and configs are read from the source checkout mmdat is installed from (editable install).
+written on the fly on top of the demo configs (found installed or in a checkout, see
+:func:`mmdat.utils.configs.config_file`). Running the repository's command-line tools is the tests'
+business (``tests/conftest.py``), not the package's.
 """
 from __future__ import annotations
 
@@ -10,22 +10,20 @@ import copy
 import logging
 import os
 import socket
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
-from typing import Optional
-
 import torch
 from mmengine.optim import OptimWrapper
 
-REPO = Path(__file__).resolve().parents[2]
+from mmdat.utils.configs import config_file
+
 #: a VQGAN small enough for CPU tests (GroupNorm(32) needs ch to be a multiple of 32)
 TINY_VQGAN = dict(ch=32, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[8], z_channels=4,
                   n_embed=32, embed_dim=4, resolution=16)
-DEMO_CONFIGS = {'cls': REPO / 'configs/demo/resnet-tiny_dat_shapes.py',
-                'det': REPO / 'configs/demo/faster-rcnn-tiny_dat_shapes.py',
-                'seg': REPO / 'configs/demo/fcn-tiny_dat_shapes.py'}
+#: the demo config each tiny_*_config starts from (a name for :func:`~mmdat.utils.configs.config_file`)
+DEMO_CONFIGS = {'cls': 'demo/resnet-tiny_dat_shapes.py',
+                'det': 'demo/faster-rcnn-tiny_dat_shapes.py',
+                'seg': 'demo/fcn-tiny_dat_shapes.py'}
 
 
 def sgd(model: torch.nn.Module, lr: float = 0.01) -> OptimWrapper:
@@ -105,18 +103,6 @@ def write_config(directory: os.PathLike, name: str, body: str) -> str:
     return str(path)
 
 
-def run_tool(args: list, cwd: os.PathLike = REPO, timeout: int = 600, env: Optional[dict] = None) -> str:
-    """Run a command (e.g. ``[sys.executable, 'tools/train.py', ...]``) single-threaded; returns
-    stdout + stderr and raises AssertionError with the output's tail if it fails."""
-    full_env = {**os.environ, 'PYTHONPATH': f'{REPO}:{REPO / "tests"}', 'PYTHON': sys.executable,
-                'OMP_NUM_THREADS': '1', **(env or {})}
-    proc = subprocess.run([str(a) for a in args], cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f'{" ".join(map(str, args))} failed:\n{out[-6000:]}'
-    return out
-
-
 def free_port() -> str:
     """A free TCP port on the loopback interface, for torchrun's rendezvous."""
     with socket.socket() as s:
@@ -127,7 +113,7 @@ def free_port() -> str:
 def tiny_cls_config(directory: os.PathLike, data_root, vqgan_cfg: dict, extra: str = '') -> str:
     """The demo classification config shrunk to 3 classes of 16x16 shapes and 1 epoch."""
     return write_config(directory, 'tiny_cls_dat.py', f"""
-        _base_ = ['{DEMO_CONFIGS['cls']}']
+        _base_ = ['{config_file(DEMO_CONFIGS['cls'])}']
         classes = ('circle', 'square', 'triangle')
         model = dict(backbone=dict(stem_channels=8, base_channels=8),
                      head=dict(num_classes=3, in_channels=64))
@@ -148,7 +134,7 @@ def tiny_det_config(directory: os.PathLike, data_root, vqgan_cfg: dict, train_im
                     extra: str = '') -> str:
     """The tiny Faster R-CNN demo config on ``train_images`` images, 1 epoch."""
     return write_config(directory, 'tiny_det_dat.py', f"""
-        _base_ = ['{DEMO_CONFIGS['det']}']
+        _base_ = ['{config_file(DEMO_CONFIGS['det'])}']
         data_root = '{data_root}/'
         train_dataloader = dict(dataset=dict(data_root=data_root, indices={train_images}))
         val_dataloader = dict(dataset=dict(data_root=data_root))
@@ -165,7 +151,7 @@ def tiny_det_config(directory: os.PathLike, data_root, vqgan_cfg: dict, train_im
 def tiny_seg_config(directory: os.PathLike, data_root, vqgan_cfg: dict, extra: str = '') -> str:
     """The tiny FCN demo config, batch 2, 2 iterations."""
     return write_config(directory, 'tiny_seg_dat.py', f"""
-        _base_ = ['{DEMO_CONFIGS['seg']}']
+        _base_ = ['{config_file(DEMO_CONFIGS['seg'])}']
         data_root = '{data_root}'
         train_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root))
         val_dataloader = dict(dataset=dict(data_root=data_root))

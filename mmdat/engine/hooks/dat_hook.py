@@ -20,7 +20,7 @@ from mmdat.utils.visualization import dat_triplet_grid
 COUNTERS_KEY = 'dat_counters'
 
 
-@HOOKS.register_module()
+@HOOKS.register_module(force=True)  # replaces the deferred entry of mmdat.registry
 class DATHook(Hook):
     """Discrete Adversarial Training around an OpenMMLab training loop.
 

@@ -6,13 +6,13 @@ from typing import Optional
 
 from mmengine.hooks import Hook
 
-from mmdat.evaluation.metrics.subset_accuracy import keep_classifier_logits
+from mmdat.evaluation.metrics.logits import keep_classifier_logits
 from mmdat.registry import HOOKS
 
 __all__ = ['KeepLogitsHook']
 
 
-@HOOKS.register_module()
+@HOOKS.register_module(force=True)  # replaces the deferred entry of mmdat.registry
 class KeepLogitsHook(Hook):
     """Attach each prediction's logits (``pred_logits``) during ``runner.val()`` / ``runner.test()``.
 

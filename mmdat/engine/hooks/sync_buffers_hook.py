@@ -9,7 +9,7 @@ from mmdat.registry import HOOKS
 __all__ = ['RankAverageBuffersHook']
 
 
-@HOOKS.register_module()
+@HOOKS.register_module(force=True)  # replaces the deferred entry of mmdat.registry
 class RankAverageBuffersHook(Hook):
     """Average the model's floating-point buffers over the ranks after every training iteration.
 

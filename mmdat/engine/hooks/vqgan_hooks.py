@@ -39,7 +39,7 @@ def reconstruction_grid(samples: Sequence, max_images: int = 4, min_size: int = 
     return np.concatenate(out)[:-gap]
 
 
-@HOOKS.register_module()
+@HOOKS.register_module(force=True)  # replaces the deferred entry of mmdat.registry
 class VQGANVisualizationHook(Hook):
     """Input | reconstruction pictures to the runner's visualizer (work dir, TensorBoard, ...).
 
@@ -92,7 +92,7 @@ def save_vqgan_checkpoint(state_dict: dict, path, half: bool = True, meta: Optio
     return path
 
 
-@HOOKS.register_module()
+@HOOKS.register_module(force=True)  # replaces the deferred entry of mmdat.registry
 class VQGANExportHook(Hook):
     """After training, save the VQGAN alone (no ``loss.*``) in mmdat's shipped format, with meta
     data: the architecture, iterations, training time and the last validation metrics.

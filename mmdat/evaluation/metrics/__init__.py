@@ -1,3 +1,12 @@
-"""Evaluation metrics registered in mmengine's root METRICS registry (one import line per module)."""
-from .subset_accuracy import SubsetAccuracy  # noqa: F401
-from .reconstruction import VQGANReconstructionMetric  # noqa: F401
+"""Evaluation metrics registered in mmengine's root METRICS registry.
+
+``SubsetAccuracy`` derives from mmpretrain's ``Accuracy``: importing this package does not import
+mmpretrain, ``from mmdat.evaluation.metrics import SubsetAccuracy`` does.
+"""
+from mmdat.registry import deferred_attributes
+from .logits import LOGITS_FIELD, keep_classifier_logits
+from .reconstruction import VQGANReconstructionMetric
+
+__getattr__ = deferred_attributes(__name__, {'SubsetAccuracy': (f'{__name__}.subset_accuracy', 'mmpretrain')})
+
+__all__ = ['SubsetAccuracy', 'VQGANReconstructionMetric', 'keep_classifier_logits', 'LOGITS_FIELD']

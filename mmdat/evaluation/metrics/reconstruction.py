@@ -12,7 +12,7 @@ from mmdat.registry import METRICS
 __all__ = ['VQGANReconstructionMetric']
 
 
-@METRICS.register_module()
+@METRICS.register_module(force=True)  # replaces the deferred entry of mmdat.registry
 class VQGANReconstructionMetric(BaseMetric):
     """PSNR of VQGAN reconstructions and how much of the codebook the dataset uses.
 

@@ -1,19 +1,20 @@
 """DAT data preprocessors: one shared mixin, thin per-task subclasses.
 
-A task family is registered only when its OpenMMLab package is installed.
+Each task subclass derives from its OpenMMLab package's preprocessor (mmpretrain's, mmdet's,
+mmseg's): importing this package imports none of those packages; the registry builds them deferred
+(:mod:`mmdat.registry`), and ``from mmdat.models.data_preprocessors import DATDetDataPreprocessor``
+imports mmdet only then.
 """
-from importlib.util import find_spec
-
+from mmdat.registry import deferred_attributes
 from .dat_mixin import DATPreprocessorMixin
 
-__all__ = ['DATPreprocessorMixin']
+#: class name -> (defining module, the OpenMMLab package it needs)
+TASK_PREPROCESSORS = {
+    'DATClsDataPreprocessor': (f'{__name__}.cls_preprocessor', 'mmpretrain'),
+    'DATDetDataPreprocessor': (f'{__name__}.det_preprocessor', 'mmdet'),
+    'DATSegDataPreProcessor': (f'{__name__}.seg_preprocessor', 'mmseg'),
+}
 
-if find_spec('mmpretrain') is not None:
-    from .cls_preprocessor import DATClsDataPreprocessor  # noqa: F401
-    __all__.append('DATClsDataPreprocessor')
-if find_spec('mmdet') is not None:
-    from .det_preprocessor import DATDetDataPreprocessor  # noqa: F401
-    __all__.append('DATDetDataPreprocessor')
-if find_spec('mmseg') is not None:
-    from .seg_preprocessor import DATSegDataPreProcessor  # noqa: F401
-    __all__.append('DATSegDataPreProcessor')
+__getattr__ = deferred_attributes(__name__, TASK_PREPROCESSORS)
+
+__all__ = ['DATPreprocessorMixin', 'TASK_PREPROCESSORS', *TASK_PREPROCESSORS]

@@ -7,7 +7,8 @@ from .upstream import normalization_of, upstream_attribute
 
 
 # also under the near-miss spelling 'DATClsDataPreProcessor' (mmseg's capitalisation)
-@MODELS.register_module(name=['DATClsDataPreprocessor', 'DATClsDataPreProcessor'])
+# force=True: replaces the deferred entry of mmdat.registry
+@MODELS.register_module(name=['DATClsDataPreprocessor', 'DATClsDataPreProcessor'], force=True)
 class DATClsDataPreprocessor(DATPreprocessorMixin, ClsDataPreprocessor):
     """``ClsDataPreprocessor`` + DAT (after Mixup/CutMix, so soft targets are attacked as trained).
 

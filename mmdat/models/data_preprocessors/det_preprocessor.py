@@ -7,7 +7,8 @@ from .upstream import normalization_of, upstream_attribute
 
 
 # also under the near-miss spelling 'DATDetDataPreProcessor' (mmseg's capitalisation)
-@MODELS.register_module(name=['DATDetDataPreprocessor', 'DATDetDataPreProcessor'])
+# force=True: replaces the deferred entry of mmdat.registry
+@MODELS.register_module(name=['DATDetDataPreprocessor', 'DATDetDataPreProcessor'], force=True)
 class DATDetDataPreprocessor(DATPreprocessorMixin, DetDataPreprocessor):
     """``DetDataPreprocessor`` + DAT on each image's valid region (``img_shape``).
 

@@ -8,7 +8,8 @@ from .upstream import normalization_of, upstream_attribute
 
 # also under the near-miss spelling 'DATSegDataPreprocessor' (mmseg writes 'PreProcessor',
 # mmdet and mmpretrain 'Preprocessor')
-@MODELS.register_module(name=['DATSegDataPreProcessor', 'DATSegDataPreprocessor'])
+# force=True: replaces the deferred entry of mmdat.registry
+@MODELS.register_module(name=['DATSegDataPreProcessor', 'DATSegDataPreprocessor'], force=True)
 class DATSegDataPreProcessor(DATPreprocessorMixin, SegDataPreProcessor):
     """``SegDataPreProcessor`` + DAT on each image's valid region; labels are never touched
     (``seg_pad_val`` / ignore index 255 stay as padded), image padding is restored bit for bit."""
