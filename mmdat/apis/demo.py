@@ -428,9 +428,16 @@ def plot_severity(summary: Mapping[str, dict], metric_name: str, path: Union[str
         ax.plot(xs, ys, 'o-', color=colour, lw=2, label=f'{name} (mean corrupted {s["mean_corrupted"]:.1f})')
         lows = [s['clean'], *(min(r[k] for r in s['raw'].values()) for k in s['per_severity'])]
         ax.fill_between(xs, lows, ys, color=colour, alpha=0.08)
-    ax.set_xlabel('corruption severity (0 = clean)')
-    ax.set_ylabel(f'{metric_name} (%), mean over corruptions')
-    ax.set_title(title or f'{metric_name} under corruptions (shaded: down to the worst corruption)', fontsize=9)
+    return _save_plot(fig, ax, 'corruption severity (0 = clean)', f'{metric_name} (%), mean over corruptions',
+                      title or f'{metric_name} under corruptions (shaded: down to the worst corruption)', path)
+
+
+def _save_plot(fig, ax, xlabel: str, ylabel: str, title: str, path: Union[str, Path]) -> Path:
+    """Label, grid and legend ``ax``, write ``fig`` to ``path`` (PNG) and close it."""
+    import matplotlib.pyplot as plt
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -468,16 +475,8 @@ def plot_validation_curves(validations: Mapping[str, Sequence[dict]], metric: st
                 label=f'{name} mPC')
     some = next(iter(runs.values()))[0]['metrics']
     cells = sorted(k[len('robustness/'):] for k in some if k.startswith('robustness/') and k[-2] == '_')
-    ax.set_xlabel('epoch' if by_epoch else 'iteration')
-    ax.set_ylabel(f'validation {metric_name} (%)')
-    ax.set_title(f'validation: clean (dashed) and mPC over {len(cells)} corruption cells (solid)', fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save_plot(fig, ax, 'epoch' if by_epoch else 'iteration', f'validation {metric_name} (%)',
+                      f'validation: clean (dashed) and mPC over {len(cells)} corruption cells (solid)', path)
 
 
 def save_dat_examples(run_dir: Union[str, Path], path: Union[str, Path], scale: int = 4) -> Optional[Path]:
