@@ -475,6 +475,8 @@ def plot_validation_curves(validations: Mapping[str, Sequence[dict]], metric: st
                 label=f'{name} mPC')
     some = next(iter(runs.values()))[0]['metrics']
     cells = sorted(k[len('robustness/'):] for k in some if k.startswith('robustness/') and k[-2] == '_')
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _save_plot(fig, ax, 'epoch' if by_epoch else 'iteration', f'validation {metric_name} (%)',
                       f'validation: clean (dashed) and mPC over {len(cells)} corruption cells (solid)', path)
 
