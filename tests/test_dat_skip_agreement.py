@@ -47,7 +47,7 @@ def test_two_ranks_one_non_finite_every_rank_skips(tmp_path, shapes_cls, tiny_vq
         custom_hooks = [dict(type='DATHook', vqgan={tiny_vqgan_cfg!r}),
                         dict(type='DATDecisionRecorder', out_dir='{tmp_path}')]
         train_cfg = dict(max_epochs=2, val_interval=10)
-        default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))
+        default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2, save_best=None))
         """)
     # 12 images, 2 ranks, batch 4: 2 iterations per epoch, 4 in all; the run must end
     rank0 = dist_train_decisions(config, tmp_path)
