@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mmdat.apis import add_common_args, build_runner, finish_tool, load_config
+from mmdat.apis import add_common_args, build_runner, close_cpu_distributed, load_config
 from mmdat.datasets.transforms import CORRUPTION_GROUPS, resolve_corruptions
 from mmdat.robustness import OOD_BENCHMARKS, RESULT_FILE, load_record, resolve_severities, write_report
 
@@ -151,4 +151,4 @@ def main(argv=None) -> dict:
 
 if __name__ == '__main__':
     main()
-    finish_tool()
+    close_cpu_distributed()

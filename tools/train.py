@@ -5,7 +5,7 @@
 """
 import argparse
 
-from mmdat.apis import add_common_args, build_runner, finish_tool, load_config
+from mmdat.apis import add_common_args, build_runner, close_cpu_distributed, load_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -52,4 +52,4 @@ def main() -> None:
 
 if __name__ == '__main__':
     main()
-    finish_tool()
+    close_cpu_distributed()

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -72,26 +72,28 @@ def setup_cpu_distributed(cfg: Config) -> None:
 _OWN_CPU_GROUP = False
 
 
-def finish_tool() -> None:
-    """End a tool's process after its work is done (call last in ``main``).
+def close_cpu_distributed() -> None:
+    """Tear down the gloo group that :func:`setup_cpu_distributed` created (elsewhere: nothing).
 
-    Only for the gloo group that :func:`setup_cpu_distributed` created: the interpreter's teardown
-    of a gloo group (held by DDP's reducer until the runner is collected) intermittently aborts the
-    process with "terminate called without an active exception" (SIGABRT), after all results are
-    written, and torchrun then reports the run as failed; destroying the group first does not
-    prevent it. So such a process flushes its output and exits with status 0 without that teardown.
-    Everywhere else this does nothing.
+    Call it once the tool's runner is gone, after ``main()`` returned. Gloo's worker threads must
+    be joined while Python is fully alive: a worker that has finished a collective drops the last
+    reference to its tensors, and a tensor whose Python object outlived its last Python reference
+    is freed under the GIL. Once the interpreter is finalizing, ``take_gil()`` ends that thread with
+    ``pthread_exit()``, whose forced unwind through the noexcept ``ProcessGroupGloo::AsyncWork``
+    destructor calls ``std::terminate``: "terminate called without an active exception" (SIGABRT)
+    after all results were written. ``destroy_process_group()`` joins the threads only when nothing
+    else holds the group, and DDP's reducer holds it until the runner (kept by reference cycles) is
+    collected: hence the collection first.
     """
+    global _OWN_CPU_GROUP
     if not _OWN_CPU_GROUP:
         return
     import torch.distributed as dist
+    gc.collect()
     if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+        dist.barrier()  # no rank closes its connections while another still uses them
+        dist.destroy_process_group()  # the last reference: ~ProcessGroupGloo joins the threads
+    _OWN_CPU_GROUP = False
 
 
 def build_runner(cfg: Config) -> Runner:
