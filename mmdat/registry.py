@@ -29,7 +29,7 @@ from mmengine.registry import (DATASETS, HOOKS, LOOPS, METRICS, MODELS, OPTIM_WR
 
 __all__ = ['MODELS', 'HOOKS', 'VISUALIZERS', 'TRANSFORMS', 'DATASETS', 'METRICS', 'OPTIM_WRAPPER_CONSTRUCTORS',
            'LOOPS', 'RUNNERS', 'EXTRAS', 'REGISTERED', 'DeferredModule', 'import_for', 'register_deferred',
-           'deferred_attributes']
+           'deferred_attributes', 'registered_by']
 
 #: the mmdat extra that installs each optional package (``pip install 'mmdat[cls]'``)
 EXTRAS = {'mmpretrain': 'cls', 'mmdet': 'det', 'mmseg': 'seg', 'mmcv': 'robustness',
@@ -119,6 +119,12 @@ def register_deferred(registry: Registry, names: Sequence[str], module: str,
     deferred = DeferredModule(registry, names[0], module, requires)
     registry.register_module(name=list(names), module=deferred)
     return deferred
+
+
+def registered_by(*modules: str) -> dict[str, tuple[str, Optional[str]]]:
+    """``{class name: (module, package it needs)}`` of the :data:`REGISTERED` rows of ``modules``, in table
+    order: what a package's :func:`deferred_attributes` serves, read from the one table."""
+    return {names[0]: (module, requires) for _, names, module, requires in REGISTERED if module in modules}
 
 
 def deferred_attributes(package: str, attributes: Mapping[str, tuple[str, Optional[str]]]) -> Callable[[str], Any]:

@@ -4,12 +4,11 @@ The corruption functions and names need numpy only; the two transforms derive fr
 ``BaseTransform`` (:mod:`~mmdat.datasets.transforms.corruption_transforms`): importing this package
 does not import mmcv.
 """
-from mmdat.registry import deferred_attributes
+from mmdat.registry import deferred_attributes, registered_by
 from .corruption import (BENCHMARK_CORRUPTIONS, CORRUPTION_GROUPS, CORRUPTIONS, corrupt_image, imagenet_c_protocol,
                          resolve_corruptions)
 
-__getattr__ = deferred_attributes(__name__, {name: (f'{__name__}.corruption_transforms', 'mmcv')
-                                             for name in ('ImageCorruption', 'ImageNetCCorruption')})
+__getattr__ = deferred_attributes(__name__, registered_by(f'{__name__}.corruption_transforms'))
 
 __all__ = ['BENCHMARK_CORRUPTIONS', 'CORRUPTION_GROUPS', 'CORRUPTIONS', 'ImageCorruption', 'ImageNetCCorruption',
            'corrupt_image', 'imagenet_c_protocol', 'resolve_corruptions']

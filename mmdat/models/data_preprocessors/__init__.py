@@ -5,15 +5,11 @@ mmseg's): importing this package imports none of those packages; the registry bu
 (:mod:`mmdat.registry`), and ``from mmdat.models.data_preprocessors import DATDetDataPreprocessor``
 imports mmdet only then.
 """
-from mmdat.registry import deferred_attributes
+from mmdat.registry import deferred_attributes, registered_by
 from .dat_mixin import DATPreprocessorMixin
 
-#: class name -> (defining module, the OpenMMLab package it needs)
-TASK_PREPROCESSORS = {
-    'DATClsDataPreprocessor': (f'{__name__}.cls_preprocessor', 'mmpretrain'),
-    'DATDetDataPreprocessor': (f'{__name__}.det_preprocessor', 'mmdet'),
-    'DATSegDataPreProcessor': (f'{__name__}.seg_preprocessor', 'mmseg'),
-}
+#: class name -> (defining module, the OpenMMLab package it needs), from mmdat.registry.REGISTERED
+TASK_PREPROCESSORS = registered_by(*(f'{__name__}.{task}_preprocessor' for task in ('cls', 'det', 'seg')))
 
 __getattr__ = deferred_attributes(__name__, TASK_PREPROCESSORS)
 
