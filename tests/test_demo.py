@@ -223,7 +223,7 @@ def test_cls_demo_end_to_end_through_the_tool(tmp_path):
     # the demo config validates with a RobustnessValLoop: clean top-1 and mPC per epoch, one plot of both runs
     for model in ('plain', 'DAT'):
         (validation,) = result['validation'][model]
-        assert validation['epoch'] == 1 and 'accuracy/top1' in validation['metrics']
+        assert validation['step'] == 1 and validation['unit'] == 'epoch' and 'accuracy/top1' in validation['metrics']
         cells = [v for k, v in validation['metrics'].items() if k.startswith('robustness/') and k[-2:] == '_3']
         assert len(cells) == 5 and validation['metrics']['robustness/mPC'] == pytest.approx(np.mean(cells))
         assert f'[demo] {model}: validation mPC (epoch: value) 1: ' in out

@@ -50,6 +50,9 @@ __all__ = ['DEMO_TASKS', 'DEMO_MODELS', 'BENCHMARK_CORRUPTIONS', 'DemoTask', 'Pr
 
 Log = Callable[[str], None]
 
+#: the scalars of a RobustnessValLoop (prefix 'robustness') that the demo shows
+MPC_KEY, RPC_KEY = 'robustness/mPC', 'robustness/rPC'
+
 
 def _print(message: str) -> None:
     print(message, flush=True)
@@ -238,7 +241,8 @@ def demo_config(task: str, work_dir: Union[str, Path], data_root: Union[str, Pat
 
 class DemoProgressHook(Hook):
     """One line per epoch (or per ``interval`` iterations of iteration-based loops) with loss and ETA,
-    and one per validation; :attr:`validations` keeps every validation's epoch, iteration and metrics.
+    and one per validation; :attr:`validations` keeps every validation's ``step`` (the epochs, or for
+    an iteration-based loop the iterations, done), ``unit`` (``'epoch'`` / ``'iteration'``) and metrics.
 
     Args:
         label: name of the run in the lines.
@@ -287,10 +291,12 @@ class DemoProgressHook(Hook):
         if metrics:
             values = {k: v.item() if hasattr(v, 'item') else v for k, v in metrics.items()}  # numpy/torch scalars
             values = {k: float(v) for k, v in values.items() if isinstance(v, numbers.Real)}
-            self.validations.append(dict(epoch=runner.epoch, iter=runner.iter, metrics=values))
+            by_iter = isinstance(runner.train_loop, IterBasedTrainLoop)
+            self.validations.append(dict(step=runner.iter if by_iter else runner.epoch,
+                                         unit='iteration' if by_iter else 'epoch', metrics=values))
             # the per-cell scalars of a RobustnessValLoop stay in the log and curves.json, not in this line
             shown = ', '.join(f'{k} {v:.4g}' for k, v in values.items()
-                              if not k.startswith('robustness/') or k in ('robustness/mPC', 'robustness/rPC'))
+                              if not k.startswith('robustness/') or k in (MPC_KEY, RPC_KEY))
             self.log(f'[{self.label}] validation: {shown}')
 
 
@@ -447,9 +453,6 @@ def _save_plot(fig, ax, xlabel: str, ylabel: str, title: str, path: Union[str, P
     return path
 
 
-MPC_KEY = 'robustness/mPC'
-
-
 def plot_validation_curves(validations: Mapping[str, Sequence[dict]], metric: str, metric_name: str,
                            path: Union[str, Path], scale: float = 1.0) -> Optional[Path]:
     """PNG of every model's clean validation metric and validation mPC (``RobustnessValLoop``) over training.
@@ -465,19 +468,18 @@ def plot_validation_curves(validations: Mapping[str, Sequence[dict]], metric: st
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    by_epoch = all(v['epoch'] > 0 for rows in runs.values() for v in rows)
     fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=100)
     for (name, rows), colour in zip(runs.items(), ('tab:gray', 'tab:red', 'tab:blue', 'tab:green')):
-        xs = [v['epoch'] if by_epoch else v['iter'] for v in rows]
+        xs = [v['step'] for v in rows]
         ax.plot(xs, [v['metrics'][metric] * scale for v in rows], 'o--', color=colour, lw=1.2, alpha=0.7,
                 label=f'{name} clean')
         ax.plot(xs, [v['metrics'][MPC_KEY] * scale for v in rows], 'o-', color=colour, lw=2,
                 label=f'{name} mPC')
-    some = next(iter(runs.values()))[0]['metrics']
-    cells = sorted(k[len('robustness/'):] for k in some if k.startswith('robustness/') and k[-2] == '_')
+    first = next(iter(runs.values()))[0]
+    cells = [k for k in first['metrics'] if k.startswith('robustness/') and k not in (MPC_KEY, RPC_KEY)]
     from matplotlib.ticker import MaxNLocator
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    return _save_plot(fig, ax, 'epoch' if by_epoch else 'iteration', f'validation {metric_name} (%)',
+    return _save_plot(fig, ax, first['unit'], f'validation {metric_name} (%)',
                       f'validation: clean (dashed) and mPC over {len(cells)} corruption cells (solid)', path)
 
 
@@ -515,7 +517,8 @@ def train_model(cfg: Config, label: str, log: Log = _print, progress_interval: i
     """Build the runner of ``cfg``, train it with a :class:`DemoProgressHook`; returns the runner.
 
     The training curves (:func:`training_curves`) and every validation's metrics (``validation``:
-    a list of ``dict(epoch, iter, metrics)``) are written to ``<work_dir>/curves.json``.
+    a list of ``dict(step, unit, metrics)``, see :class:`DemoProgressHook`) are written to
+    ``<work_dir>/curves.json``.
     """
     runner = build_runner(cfg)
     progress = DemoProgressHook(label, log, progress_interval)
@@ -759,7 +762,8 @@ def run_demo(task: str = 'cls', work_dir: Union[str, Path] = 'work_dirs/demo/cls
             curves = json.loads((run_dir / CURVES_FILE).read_text())
             diagnostics[name], validations[name] = curves['summary'], curves['validation']
             t = time.perf_counter()
-            # the benchmark resumes from a record of the same checkpoint path: a new model must not reuse it
+            # the benchmark resumes from a record of the same settings (here without a checkpoint path: the
+            # model is evaluated as training left it), so a new model must not reuse the former one's
             (run_dir / RESULT_FILE).unlink(missing_ok=True)
             log(f'[demo] evaluating the {name} model: clean, then {len(corruptions)} corruptions x '
                 f'severities {",".join(map(str, severities))}')
@@ -795,11 +799,10 @@ def run_demo(task: str = 'cls', work_dir: Union[str, Path] = 'work_dirs/demo/cls
     files['results'].write_text(json.dumps(out, indent=1))
     log(f'\n{header}\n{table}\n')
     for name, rows in validations.items():
-        shown = [f'{v["epoch"] or v["iter"]}: {v["metrics"][MPC_KEY] * spec.metric_scale:.1f}'
+        shown = [f'{v["step"]}: {v["metrics"][MPC_KEY] * spec.metric_scale:.1f}'
                  for v in rows if MPC_KEY in v['metrics']]
         if shown:
-            log(f'[demo] {name}: validation mPC ({"epoch" if rows[0]["epoch"] else "iteration"}: value) '
-                + ', '.join(shown))
+            log(f'[demo] {name}: validation mPC ({rows[0]["unit"]}: value) ' + ', '.join(shown))
     log('[demo] time: ' + ', '.join(f'{k} {v:.0f}s' for k, v in times.items()))
     for key in ('dat_examples', 'severity_plot', 'mpc_curves', 'table', 'results'):
         log(f'[demo] {key.replace("_", " ")}: {files[key] if files[key] is not None else "none written"}')

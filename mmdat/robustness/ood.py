@@ -176,9 +176,10 @@ def _resolve_roots(names: Sequence[str], data_roots: Optional[Mapping[str, str]]
 
 
 def _loader_settings(loader_cfg: Optional[Mapping], runner: Runner) -> dict:
-    """The test dataloader's settings (batch size, workers, sampler) without its dataset."""
+    """The test dataloader config's settings (batch size, workers, sampler) without its dataset; defaults
+    when the loop was given a built DataLoader instead of a config."""
     if not loader_cfg:
-        runner.logger.info('no test_dataloader in the config: OOD benchmarks use batch_size=32, num_workers=2')
+        runner.logger.info('the test dataloader is no config dict: OOD benchmarks use batch_size=32, num_workers=2')
         loader_cfg = dict(batch_size=32, num_workers=2, sampler=dict(type='DefaultSampler', shuffle=False))
     cfg = copy.deepcopy(dict(loader_cfg))
     cfg.pop('dataset', None)
